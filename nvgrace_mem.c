@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * GPU memory of the NVIDIA Grace Hopper Superchip: where it is, how it is cut
+ * into the two emulated BARs, and how user space reads, writes and maps it.
+ *
+ * The GPU memory is a range of host physical addresses reached over the
+ * cache-coherent chip-to-chip link.  It has no struct pages and no MMIO
+ * semantics: the kernel maps it for read() and write() with memremap(), and
+ * user mappings are PFN maps filled in by the fault handlers below.
+ */
+
+#include <kunit/visibility.h>
+#include <linux/io.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/pci.h>
+#include <linux/pfn_t.h>
+#include <linux/property.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "nvgrace.h"
+
+#define NVGRACE_PROP_BASE	"nvidia,gpu-mem-base-pa"
+#define NVGRACE_PROP_SIZE	"nvidia,gpu-mem-size"
+
+/*
+ * read() and write() copy through a bounce buffer of at most this size, so
+ * that memory_lock is never held across a user copy: the user buffer may be
+ * a mapping of this very device, whose fault handler takes memory_lock.
+ */
+#define NVGRACE_RW_CHUNK	SZ_64K
+
+/* Mask of the page offset within a region, in vm_pgoff */
+#define NVGRACE_PGOFF_MASK	(VFIO_PCI_OFFSET_MASK >> PAGE_SHIFT)
+
+/* Physical addresses and sizes are handled as u64 (Kconfig: 64BIT) */
+static_assert(sizeof(phys_addr_t) == sizeof(u64));
+static_assert(sizeof(size_t) == sizeof(u64));
+
+/**
+ * nvgrace_mem_split() - cut the GPU memory into usemem and resmem
+ * @base: host physical address of the GPU memory, from firmware
+ * @size: length of the GPU memory in bytes, from firmware
+ * @layout: filled with the two regions on success
+ * @cause: set to a description of the problem on failure
+ *
+ * usemem is the part made of whole memory blocks; resmem is the rest, at
+ * least NVGRACE_RESMEM_MIN_SIZE, at the end.  The BAR sizes are the powers
+ * of two reported to user space: for usemem the size is taken before the
+ * round-down to memory blocks, as the guest driver expects.
+ *
+ * Return: 0 on success; -ENODEV when @size is 0 (the chip-to-chip link is
+ * down); -EINVAL when @base is not page aligned or @size is too small to
+ * leave any usemem; -EOVERFLOW when the range does not fit the address
+ * space or @size exceeds 2^63.
+ */
+VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size,
+				       struct nvgrace_mem_layout *layout,
+				       const char **cause)
+{
+	u64 end, usemem_len;
+
+	if (!size) {
+		*cause = "GPU memory size is 0: the chip-to-chip link is down";
+		return -ENODEV;
+	}
+	if (!PAGE_ALIGNED(base)) {
+		*cause = "GPU memory base is not page aligned";
+		return -EINVAL;
+	}
+	/* Above 2^63 the BAR size would not be a 64-bit power of two */
+	if (size > BIT_ULL(63) || check_add_overflow(base, size, &end)) {
+		*cause = "GPU memory range overflows the address space";
+		return -EOVERFLOW;
+	}
+	/* Less than this leaves no whole memory block before resmem */
+	if (size < NVGRACE_RESMEM_MIN_SIZE + NVGRACE_MEMBLK_SIZE) {
+		*cause = "GPU memory is smaller than 1.5 GiB";
+		return -EINVAL;
+	}
+
+	usemem_len = round_down(size - NVGRACE_RESMEM_MIN_SIZE,
+				NVGRACE_MEMBLK_SIZE);
+
+	memset(layout, 0, sizeof(*layout));
+	layout->usemem.base = base;
+	layout->usemem.length = usemem_len;
+	layout->usemem.bar_size = roundup_pow_of_two(size -
+						     NVGRACE_RESMEM_MIN_SIZE);
+	layout->resmem.base = base + usemem_len;
+	layout->resmem.length = size - usemem_len;
+	layout->resmem.bar_size = roundup_pow_of_two(layout->resmem.length);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_split);
+
+/**
+ * nvgrace_mem_probe() - find the GPU memory that firmware describes
+ * @pdev: the GPU
+ * @layout: filled with the two regions; all zero when firmware describes
+ *	no GPU memory
+ *
+ * Return: 0 when both properties give a usable range or neither is there,
+ * a negative errno (logged) otherwise.
+ */
+int nvgrace_mem_probe(struct pci_dev *pdev, struct nvgrace_mem_layout *layout)
+{
+	struct device *dev = &pdev->dev;
+	bool has_base = device_property_present(dev, NVGRACE_PROP_BASE);
+	bool has_size = device_property_present(dev, NVGRACE_PROP_SIZE);
+	const char *cause;
+	u64 base, size;
+	int ret;
+
+	memset(layout, 0, sizeof(*layout));
+	if (!has_base && !has_size)
+		return 0;
+
+	if (!has_base || !has_size) {
+		dev_err(dev, "firmware gives %s but not %s: %pe\n",
+			has_base ? NVGRACE_PROP_BASE : NVGRACE_PROP_SIZE,
+			has_base ? NVGRACE_PROP_SIZE : NVGRACE_PROP_BASE,
+			ERR_PTR(-EINVAL));
+		return -EINVAL;
+	}
+
+	ret = device_property_read_u64(dev, NVGRACE_PROP_BASE, &base);
+	if (!ret)
+		ret = device_property_read_u64(dev, NVGRACE_PROP_SIZE, &size);
+	if (ret) {
+		dev_err(dev, "cannot read the GPU memory properties: %pe\n",
+			ERR_PTR(ret));
+		return ret;
+	}
+
+	ret = nvgrace_mem_split(base, size, layout, &cause);
+	if (ret) {
+		dev_err(dev, "%s (base %#llx, size %#llx): %pe\n", cause, base,
+			size, ERR_PTR(ret));
+		return ret;
+	}
+	return 0;
+}
+
+/**
+ * nvgrace_mem_region() - the GPU memory region behind a VFIO region
+ * @nvdev: the device
+ * @index: VFIO region index
+ *
+ * Return: resmem for region 2, usemem for region 4, NULL for any other
+ * region or when the device has no GPU memory.
+ */
+struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
+					      unsigned int index)
+{
+	if (!nvgrace_has_mem(nvdev))
+		return NULL;
+	if (index == NVGRACE_RESMEM_INDEX)
+		return &nvdev->mem.resmem;
+	if (index == NVGRACE_USEMEM_INDEX)
+		return &nvdev->mem.usemem;
+	return NULL;
+}
+
+/**
+ * nvgrace_mem_mappable() - the part of a region that user space may map
+ * @region: the region
+ *
+ * Return: the length of the region rounded down to whole pages; mappings
+ * cover [0, return value).
+ */
+u64 nvgrace_mem_mappable(const struct nvgrace_mem_region *region)
+{
+	return round_down(region->length, PAGE_SIZE);
+}
+
+/*
+ * The emulated BARs ignore memory decode and the PCI power state: the
+ * hardware answers all-ones rather than faulting, and a guest may keep its
+ * RAM there.  Only a low-power state that user space asked for
+ * (VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY) puts them out of reach.
+ */
+static bool nvgrace_mem_accessible(struct vfio_pci_core_device *core)
+{
+	lockdep_assert_held(&core->memory_lock);
+
+	return !core->pm_runtime_engaged;
+}
+
+static bool nvgrace_mem_is_resmem(struct nvgrace_gpu_device *nvdev,
+				  const struct nvgrace_mem_region *region)
+{
+	return region == &nvdev->mem.resmem;
+}
+
+/*
+ * Map @region into the kernel on first use.  On x86 the mapping also
+ * reserves the memory type of the range with PAT, which the PFNs inserted
+ * into user mappings then take: write-back for usemem, write-combining for
+ * resmem.  It must therefore exist before the first user fault.
+ */
+static int nvgrace_mem_map_kernel(struct nvgrace_gpu_device *nvdev,
+				  struct nvgrace_mem_region *region)
+{
+	unsigned long flags = nvgrace_mem_is_resmem(nvdev, region) ?
+			      MEMREMAP_WC : MEMREMAP_WB;
+	void *kaddr;
+	int ret = 0;
+
+	/*
+	 * Every fault and every read() or write() comes here: once the
+	 * mapping exists, skip the mutex.  Pairs with the release below, so
+	 * that a mapping seen is a mapping complete.
+	 */
+	if (smp_load_acquire(&region->kaddr))
+		return 0;
+
+	mutex_lock(&nvdev->map_lock);
+	if (!region->kaddr) {
+		kaddr = memremap(region->base, region->length, flags);
+		if (!kaddr)
+			ret = -ENOMEM;
+		else	/* Pairs with the acquire above */
+			smp_store_release(&region->kaddr, kaddr);
+	}
+	mutex_unlock(&nvdev->map_lock);
+	return ret;
+}
+
+/**
+ * nvgrace_mem_unmap_kernel() - remove the kernel mappings of the GPU memory
+ * @nvdev: the device, being closed: no user mapping and no read or write
+ *	is left
+ */
+void nvgrace_mem_unmap_kernel(struct nvgrace_gpu_device *nvdev)
+{
+	struct nvgrace_mem_region *regions[] = {
+		&nvdev->mem.usemem, &nvdev->mem.resmem
+	};
+	int i;
+
+	mutex_lock(&nvdev->map_lock);
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		if (regions[i]->kaddr) {
+			memunmap(regions[i]->kaddr);
+			regions[i]->kaddr = NULL;
+		}
+	}
+	mutex_unlock(&nvdev->map_lock);
+}
+
+/**
+ * nvgrace_mem_clip() - clip a read or write to an emulated BAR
+ * @region: the region behind the BAR
+ * @pos: offset of the access in the BAR
+ * @count: bytes requested
+ * @span: filled with how the access is served
+ *
+ * An access is cut at the BAR size.  Of what remains, the bytes below the
+ * region length are GPU memory and the others padding.
+ *
+ * Return: 0, or -EINVAL when @pos is at or beyond the BAR size.
+ */
+VISIBLE_IF_KUNIT int nvgrace_mem_clip(const struct nvgrace_mem_region *region,
+				      u64 pos, size_t count,
+				      struct nvgrace_mem_span *span)
+{
+	if (pos >= region->bar_size)
+		return -EINVAL;
+
+	span->total = min_t(u64, count, region->bar_size - pos);
+	span->mem = pos < region->length ?
+		    min_t(u64, span->total, region->length - pos) : 0;
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_clip);
+
+static int nvgrace_mem_read_chunk(struct nvgrace_gpu_device *nvdev,
+				  struct nvgrace_mem_region *region, u64 pos,
+				  u8 *bounce, size_t len, size_t mem_len,
+				  char __user *buf)
+{
+	struct vfio_pci_core_device *core = &nvdev->core;
+
+	down_read(&core->memory_lock);
+	if (!nvgrace_mem_accessible(core)) {
+		up_read(&core->memory_lock);
+		return -EIO;
+	}
+	if (mem_len)
+		memcpy(bounce, region->kaddr + pos, mem_len);
+	up_read(&core->memory_lock);
+	memset(bounce + mem_len, 0xff, len - mem_len);
+
+	return copy_to_user(buf, bounce, len) ? -EFAULT : 0;
+}
+
+static int nvgrace_mem_write_chunk(struct nvgrace_gpu_device *nvdev,
+				   struct nvgrace_mem_region *region, u64 pos,
+				   u8 *bounce, size_t mem_len,
+				   const char __user *buf)
+{
+	struct vfio_pci_core_device *core = &nvdev->core;
+
+	/* Bytes written to the padding are dropped, not even read */
+	if (copy_from_user(bounce, buf, mem_len))
+		return -EFAULT;
+
+	down_read(&core->memory_lock);
+	if (!nvgrace_mem_accessible(core)) {
+		up_read(&core->memory_lock);
+		return -EIO;
+	}
+	if (mem_len) {
+		memcpy(region->kaddr + pos, bounce, mem_len);
+		/* Other mappings (user, guest) must find the data in memory */
+		if (nvgrace_mem_is_resmem(nvdev, region))
+			wmb();	/* drain the write-combining buffers */
+	}
+	up_read(&core->memory_lock);
+	return 0;
+}
+
+/**
+ * nvgrace_mem_rw() - read() or write() of an emulated BAR
+ * @nvdev: the device
+ * @region: the region behind the BAR
+ * @buf: user buffer
+ * @count: bytes requested
+ * @ppos: file position, in the VFIO region offset encoding; advanced by the
+ *	bytes transferred
+ * @iswrite: true for write()
+ *
+ * Return: bytes transferred, or a negative errno when none were: -EINVAL
+ * for a position at or beyond the BAR size, -EIO while the device is in a
+ * low-power state, -EFAULT for a bad user buffer, -ENOMEM.
+ */
+ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
+		       struct nvgrace_mem_region *region, char __user *buf,
+		       size_t count, loff_t *ppos, bool iswrite)
+{
+	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
+	struct nvgrace_mem_span span;
+	size_t done = 0;
+	u8 *bounce;
+	int ret;
+
+	ret = nvgrace_mem_clip(region, pos, count, &span);
+	if (ret || !span.total)
+		return ret;
+
+	if (span.mem) {
+		ret = nvgrace_mem_map_kernel(nvdev, region);
+		if (ret)
+			return ret;
+	}
+
+	bounce = kvmalloc(min_t(size_t, span.total, NVGRACE_RW_CHUNK),
+			  GFP_KERNEL);
+	if (!bounce)
+		return -ENOMEM;
+
+	while (done < span.total) {
+		size_t len = min_t(size_t, span.total - done, NVGRACE_RW_CHUNK);
+		size_t mem_len = done < span.mem ?
+				 min(len, span.mem - done) : 0;
+
+		if (iswrite)
+			ret = nvgrace_mem_write_chunk(nvdev, region, pos + done,
+						      bounce, mem_len,
+						      buf + done);
+		else
+			ret = nvgrace_mem_read_chunk(nvdev, region, pos + done,
+						     bounce, len, mem_len,
+						     buf + done);
+		if (ret)
+			break;
+		done += len;
+		/* A request may cover gigabytes */
+		cond_resched();
+	}
+	kvfree(bounce);
+
+	if (!done)
+		return ret;
+	*ppos += done;
+	return done;
+}
+
+static struct nvgrace_mem_region *
+nvgrace_mem_vma_region(struct vm_area_struct *vma)
+{
+	return nvgrace_mem_region(vma->vm_private_data, nvgrace_vma_index(vma));
+}
+
+static vm_fault_t nvgrace_mem_insert(struct vm_fault *vmf, unsigned long pfn,
+				     unsigned int order)
+{
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
+
+	switch (order) {
+	case 0:
+		return vmf_insert_pfn(vmf->vma, vmf->address, pfn);
+#ifdef CONFIG_ARCH_SUPPORTS_PMD_PFNMAP
+	case PMD_ORDER:
+		return vmf_insert_pfn_pmd(vmf, __pfn_to_pfn_t(pfn, PFN_DEV),
+					  write);
+#endif
+#ifdef CONFIG_ARCH_SUPPORTS_PUD_PFNMAP
+	case PUD_ORDER:
+		return vmf_insert_pfn_pud(vmf, __pfn_to_pfn_t(pfn, PFN_DEV),
+					  write);
+#endif
+	default:
+		return VM_FAULT_FALLBACK;
+	}
+}
+
+/*
+ * Map the naturally aligned block of PAGE_SIZE << @order bytes around the
+ * fault address, if all of it lies in the VMA and in the mappable part of
+ * the region and its physical address is aligned as well; otherwise a huge
+ * fault falls back to a smaller order.
+ */
+static vm_fault_t nvgrace_mem_huge_fault(struct vm_fault *vmf,
+					 unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct nvgrace_gpu_device *nvdev = vma->vm_private_data;
+	struct nvgrace_mem_region *region = nvgrace_mem_vma_region(vma);
+	unsigned long size = PAGE_SIZE << order;
+	unsigned long addr = ALIGN_DOWN(vmf->address, size);
+	vm_fault_t fail = order ? VM_FAULT_FALLBACK : VM_FAULT_SIGBUS;
+	unsigned long pfn;
+	vm_fault_t ret;
+	u64 offset;
+
+	if (addr < vma->vm_start || addr + size > vma->vm_end)
+		return fail;
+
+	offset = ((u64)(vma->vm_pgoff & NVGRACE_PGOFF_MASK) << PAGE_SHIFT) +
+		 (addr - vma->vm_start);
+	if (offset + size > nvgrace_mem_mappable(region))
+		return fail;
+
+	pfn = PHYS_PFN(region->base + offset);
+	if (!IS_ALIGNED(pfn, 1UL << order))
+		return VM_FAULT_FALLBACK;
+
+	/* A lasting failure (PAT conflict, no vmalloc space): no retry loop */
+	if (nvgrace_mem_map_kernel(nvdev, region))
+		return VM_FAULT_SIGBUS;
+
+	down_read(&nvdev->core.memory_lock);
+	if (nvgrace_mem_accessible(&nvdev->core))
+		ret = nvgrace_mem_insert(vmf, pfn, order);
+	else
+		ret = VM_FAULT_SIGBUS;
+	up_read(&nvdev->core.memory_lock);
+
+	return ret;
+}
+
+static vm_fault_t nvgrace_mem_fault(struct vm_fault *vmf)
+{
+	return nvgrace_mem_huge_fault(vmf, 0);
+}
+
+static const struct vm_operations_struct nvgrace_mem_vm_ops = {
+	.fault = nvgrace_mem_fault,
+#ifdef CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP
+	.huge_fault = nvgrace_mem_huge_fault,
+#endif
+};
+
+/**
+ * nvgrace_mem_mmap() - set up a user mapping of an emulated BAR
+ * @nvdev: the device
+ * @region: the region behind the BAR
+ * @vma: the new mapping; vm_pgoff is in the VFIO region offset encoding and
+ *	keeps it, so that vfio-pci-core zaps this mapping along with those of
+ *	the real BARs (reset, memory disable, D3)
+ *
+ * Pages are inserted by the fault handlers.  usemem is mapped cacheable,
+ * resmem write-combining, with VM_ALLOW_ANY_UNCACHED so that KVM/arm64 may
+ * give a guest Normal-NC rather than Device memory.
+ *
+ * Return: 0; -EINVAL for a private mapping or one that reaches beyond the
+ * whole pages of the region.
+ */
+int nvgrace_mem_mmap(struct nvgrace_gpu_device *nvdev,
+		     struct nvgrace_mem_region *region,
+		     struct vm_area_struct *vma)
+{
+	u64 start = (u64)(vma->vm_pgoff & NVGRACE_PGOFF_MASK) << PAGE_SHIFT;
+	u64 len = vma->vm_end - vma->vm_start;
+
+	/* Copy-on-write of a PFN map without struct pages is not supported */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+
+	/*
+	 * start is below 2^40 and len below the user address space size, so
+	 * the sum does not wrap; mmap() itself refused offsets whose page
+	 * count wraps with -EOVERFLOW.
+	 */
+	if (start + len > nvgrace_mem_mappable(region))
+		return -EINVAL;
+
+	if (nvgrace_mem_is_resmem(nvdev, region)) {
+		vma->vm_page_prot = pgprot_writecombine(vma->vm_page_prot);
+		vm_flags_set(vma, VM_ALLOW_ANY_UNCACHED);
+	}
+	vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &nvgrace_mem_vm_ops;
+	vma->vm_private_data = nvdev;
+	return 0;
+}

@@ -8,3 +8,6 @@ endif
 
 obj-$(CONFIG_NVGRACE_GPU_VFIO_PCI) += nvgrace-gpu-vfio-pci.o
 nvgrace-gpu-vfio-pci-y := main.o nvgrace_config.o nvgrace_mem.o
+
+obj-$(CONFIG_NVGRACE_GPU_VFIO_PCI_KUNIT_TEST) += nvgrace-gpu-vfio-pci-kunit.o
+nvgrace-gpu-vfio-pci-kunit-y := tests/nvgrace_kunit.o

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# Shared settings and helpers of the nvgrace-gpu-vfio-pci test scripts.
+# Sourced, not run.
+
+NVG_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Build products live outside the repository and survive between runs, so
+# that a rebuild after a driver change only rebuilds the driver.
+NVG_CACHE=${NVGRACE_CACHE:-$HOME/.cache/nvgrace}
+NVG_KSRC=$NVG_CACHE/linux-6.12
+NVG_OUT=$NVG_CACHE/out-x86_64
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
+NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
+
+nvg_log() {
+	printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+nvg_die() {
+	nvg_log "error: $*"
+	exit 1
+}
+
+# Install the Debian packages given as arguments that are not installed yet.
+nvg_apt_install() {
+	local missing=() p
+
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	nvg_log "apt-get install ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		nvg_die "need root to install: ${missing[*]}"
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Everything the x86_64 rig needs: kernel build, VM, ASL compiler, static
+# checkers, guest userland.
+NVG_PACKAGES=(linux-source-6.12 build-essential bc flex bison libssl-dev
+	libelf-dev ccache qemu-system-x86 acpica-tools busybox-static sparse
+	cpio kmod xz-utils rsync python3 python3-docutils perl)
+
+nvg_make() {
+	make -C "$NVG_KSRC" O="$NVG_OUT" -j"$(nproc)" CC="ccache gcc" \
+		KBUILD_BUILD_TIMESTAMP=nvgrace KBUILD_BUILD_USER=nvgrace \
+		KBUILD_BUILD_HOST=rig "$@"
+}
+
+# Print the lines of section $2 ("=== NVG-BEGIN $2 ===" ... "=== NVG-END $2
+# ===") of the VM console log $1.
+nvg_section() {
+	sed -n "/^=== NVG-BEGIN $2 ===\$/,/^=== NVG-END $2 ===\$/p" "$1" |
+		sed '1d;$d'
+}

@@ -1,0 +1,147 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# The test command: builds the test kernel with the driver, runs the static
+# checks, boots the emulated Grace Hopper machine, runs the KUnit suites and
+# the kselftest there, and checks the guest's log for kernel splats.
+# Ends with one line "N passed, N failed, N skipped"; exits non-zero on any
+# failure.  Safe to run again: builds are incremental.
+
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+# The KUnit suites this repository ships; each must report
+NVG_KUNIT_SUITES="nvgrace_gpu_mem nvgrace_gpu_config"
+
+passed=0
+failed=0
+skipped=0
+
+# Add "pass fail skip" counts of one suite to the totals
+tally() {
+	passed=$((passed + $1))
+	failed=$((failed + $2))
+	skipped=$((skipped + ${3:-0}))
+}
+
+finish() {
+	echo "$passed passed, $failed failed, $skipped skipped"
+	[ "$failed" -eq 0 ]
+	exit
+}
+
+install_packages() {
+	local headers
+
+	nvg_apt_install "${NVG_PACKAGES[@]}"
+	# Debian's headers of its newest 6.12 kernel, for the out-of-tree check
+	headers=$(apt-cache search --names-only \
+		  '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' 2>/dev/null |
+		  cut -d' ' -f1 | sort -V | tail -n1)
+	if [ -z "$headers" ]; then
+		apt-get update -qq
+		headers=$(apt-cache search --names-only \
+			  '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' |
+			  cut -d' ' -f1 | sort -V | tail -n1)
+	fi
+	[ -n "$headers" ] && nvg_apt_install "$headers"
+}
+
+static_checks() {
+	local out
+
+	out=$("$NVG_REPO/tests/static-checks.sh")
+	echo "$out"
+	tally "$(grep -c '^ok ' <<<"$out")" "$(grep -c '^not ok ' <<<"$out")"
+}
+
+# A splat anywhere in the guest's console log fails the run
+splat_check() {
+	local log=$1 hits
+
+	hits=$(grep -nE 'BUG:|WARNING:|KASAN|UBSAN|INFO: possible|possible circular locking|possible recursive locking|Call Trace:|Kernel panic|unreferenced object|kernel BUG|Oops' \
+	       "$log")
+	if [ -n "$hits" ]; then
+		echo "not ok - kernel splats in $log:"
+		echo "$hits" | head -n 40 | sed 's/^/# /'
+		tally 0 1
+	else
+		echo "ok - no kernel splat in the guest's log"
+		tally 1 0
+	fi
+}
+
+# The number after "$1: " in the summary line $2, 0 when absent
+count() {
+	grep -oE "$1: [0-9]+" <<<"$2" | grep -oE '[0-9]+' || echo 0
+}
+
+# One KTAP document per suite (its debugfs results file): parse each with
+# kunit.py and add up the counts.
+kunit_results() {
+	local log=$1 dir=$NVG_OUT/vm/kunit doc out summary suite
+
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	nvg_section "$log" kunit |
+		awk -v dir="$dir" '/^KTAP version/ { n++ } n { print > (dir "/" n ".ktap") }'
+	for suite in $NVG_KUNIT_SUITES; do
+		if ! grep -qx "ok [0-9]* $suite" "$dir"/*.ktap 2>/dev/null &&
+		   ! grep -qx "not ok [0-9]* $suite" "$dir"/*.ktap 2>/dev/null; then
+			echo "not ok - KUnit suite $suite did not run"
+			tally 0 1
+		fi
+	done
+	for doc in "$dir"/*.ktap; do
+		[ -f "$doc" ] || continue
+		out=$(python3 "$NVG_KSRC/tools/testing/kunit/kunit.py" parse \
+		      "$doc" 2>&1)
+		echo "$out"
+		summary=$(grep -oE 'Ran [0-9]+ tests?: .*' <<<"$out" | tail -n1)
+		if [ -z "$summary" ]; then
+			echo "not ok - KUnit: cannot parse $doc"
+			tally 0 1
+			continue
+		fi
+		tally "$(count passed "$summary")" \
+		      "$(($(count failed "$summary") + $(count crashed "$summary") +
+			  $(count errors "$summary")))" \
+		      "$(count skipped "$summary")"
+	done
+}
+
+kselftest_results() {
+	local log=$1 tap=$NVG_OUT/vm/kselftest.tap totals
+
+	nvg_section "$log" kselftest >"$tap"
+	cat "$tap"
+	totals=$(grep -E '^# Totals: ' "$tap" | tail -n1)
+	if [ -z "$totals" ]; then
+		echo "not ok - kselftest did not finish"
+		tally 0 1
+		return
+	fi
+	tally "$(sed -E 's/.* pass:([0-9]+).*/\1/' <<<"$totals")" \
+	      "$(sed -E 's/.* fail:([0-9]+).*/\1/' <<<"$totals")" \
+	      "$(sed -E 's/.* skip:([0-9]+).*/\1/' <<<"$totals")"
+	grep -q '^exit status 0$' "$tap" || tally 0 1
+}
+
+main() {
+	local log=$NVG_OUT/vm/test.log
+
+	install_packages || { echo "package installation failed"; tally 0 1; finish; }
+	"$NVG_REPO/tests/build-kernel.sh" || { tally 0 1; finish; }
+	static_checks
+	if ! "$NVG_REPO/tests/vm/run-vm.sh" test; then
+		tally 0 1
+		[ -f "$log" ] && tail -n 60 "$log"
+		finish
+	fi
+	splat_check "$log"
+	kunit_results "$log"
+	kselftest_results "$log"
+	finish
+}
+
+main

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * User-space helpers of the nvgrace-gpu-vfio-pci tests: see nvgrace_vfio.h.
+ * Every function returns -1 with errno set, or NULL, on failure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <unistd.h>
+#include <linux/iommufd.h>
+
+#include "nvgrace_vfio.h"
+
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+int nvg_bound_driver(const char *bdf, char *name, size_t len)
+{
+	char path[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	snprintf(name, len, "%s", strrchr(target, '/') + 1);
+	return 0;
+}
+
+/* Bind @bdf to @driver the way operators do: driver_override + drivers_probe */
+int nvg_bind(const char *bdf, const char *driver)
+{
+	char path[PATH_MAX], cur[64];
+
+	if (!nvg_bound_driver(bdf, cur, sizeof(cur))) {
+		if (!strcmp(cur, driver))
+			return 0;
+		snprintf(path, sizeof(path),
+			 "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+		if (write_file(path, bdf))
+			return -1;
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
+		 bdf);
+	if (write_file(path, driver))
+		return -1;
+	if (write_file("/sys/bus/pci/drivers_probe", bdf))
+		return -1;
+	if (nvg_bound_driver(bdf, cur, sizeof(cur)) || strcmp(cur, driver)) {
+		errno = ENODEV;
+		return -1;
+	}
+	return 0;
+}
+
+static void nvg_init(struct nvg_dev *dev)
+{
+	dev->device_fd = -1;
+	dev->container_fd = -1;
+	dev->group_fd = -1;
+	dev->iommufd = -1;
+}
+
+int nvg_open_group(const char *bdf, struct nvg_dev *dev)
+{
+	struct vfio_group_status status = { .argsz = sizeof(status) };
+	char path[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+
+	nvg_init(dev);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	snprintf(path, sizeof(path), "/dev/vfio/%s", strrchr(target, '/') + 1);
+
+	dev->container_fd = open("/dev/vfio/vfio", O_RDWR);
+	if (dev->container_fd < 0)
+		goto fail;
+	dev->group_fd = open(path, O_RDWR);
+	if (dev->group_fd < 0)
+		goto fail;
+	if (ioctl(dev->group_fd, VFIO_GROUP_GET_STATUS, &status))
+		goto fail;
+	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		errno = EBUSY;
+		goto fail;
+	}
+	if (ioctl(dev->group_fd, VFIO_GROUP_SET_CONTAINER, &dev->container_fd))
+		goto fail;
+	if (ioctl(dev->container_fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		goto fail;
+	dev->device_fd = ioctl(dev->group_fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (dev->device_fd < 0)
+		goto fail;
+	return 0;
+fail:
+	nvg_close(dev);
+	return -1;
+}
+
+int nvg_open_cdev(const char *bdf, struct nvg_dev *dev)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct vfio_device_attach_iommufd_pt attach = {
+		.argsz = sizeof(attach)
+	};
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	char path[PATH_MAX], name[64] = "";
+	FILE *ls;
+
+	nvg_init(dev);
+	snprintf(path, sizeof(path), "ls /sys/bus/pci/devices/%s/vfio-dev", bdf);
+	ls = popen(path, "r");
+	if (!ls)
+		return -1;
+	if (!fgets(name, sizeof(name), ls))
+		name[0] = '\0';
+	pclose(ls);
+	name[strcspn(name, "\n")] = '\0';
+	if (!name[0]) {
+		errno = ENOENT;
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/dev/vfio/devices/%s", name);
+
+	dev->iommufd = open("/dev/iommu", O_RDWR);
+	if (dev->iommufd < 0)
+		goto fail;
+	dev->device_fd = open(path, O_RDWR);
+	if (dev->device_fd < 0)
+		goto fail;
+	bind.iommufd = dev->iommufd;
+	if (ioctl(dev->device_fd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
+		goto fail;
+	if (ioctl(dev->iommufd, IOMMU_IOAS_ALLOC, &ioas))
+		goto fail;
+	attach.pt_id = ioas.out_ioas_id;
+	if (ioctl(dev->device_fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		goto fail;
+	return 0;
+fail:
+	nvg_close(dev);
+	return -1;
+}
+
+void nvg_close(struct nvg_dev *dev)
+{
+	int *fds[] = { &dev->device_fd, &dev->group_fd, &dev->container_fd,
+		       &dev->iommufd };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+int nvg_region_info(int fd, unsigned int index, struct vfio_region_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->argsz = sizeof(*info);
+	info->index = index;
+	return ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, info);
+}
+
+/* Region info with its capability chain, in a buffer the caller frees */
+struct vfio_region_info *nvg_region_info_caps(int fd, unsigned int index)
+{
+	struct vfio_region_info head, *info;
+
+	if (nvg_region_info(fd, index, &head))
+		return NULL;
+	info = calloc(1, head.argsz);
+	if (!info)
+		return NULL;
+	info->argsz = head.argsz;
+	info->index = index;
+	if (ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, info)) {
+		free(info);
+		return NULL;
+	}
+	return info;
+}
+
+const struct vfio_info_cap_header *
+nvg_find_cap(const struct vfio_region_info *info, __u16 id)
+{
+	const struct vfio_info_cap_header *cap;
+	__u32 off = info->cap_offset;
+
+	if (!(info->flags & VFIO_REGION_INFO_FLAG_CAPS))
+		return NULL;
+	while (off && off + sizeof(*cap) <= info->argsz) {
+		cap = (const void *)((const char *)info + off);
+		if (cap->id == id)
+			return cap;
+		off = cap->next;
+	}
+	return NULL;
+}
+
+/* File offset of a region: the index encoding of vfio-pci */
+off_t nvg_region_offset(unsigned int index)
+{
+	return (off_t)index << 40;
+}
+
+ssize_t nvg_cfg_read(int fd, off_t pos, void *buf, size_t len)
+{
+	return pread(fd, buf, len,
+		     nvg_region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + pos);
+}
+
+ssize_t nvg_cfg_write(int fd, off_t pos, const void *buf, size_t len)
+{
+	return pwrite(fd, buf, len,
+		      nvg_region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + pos);
+}
+
+/* A 64-bit config register, or all-ones when it cannot be read */
+__u64 nvg_cfg_read64(int fd, off_t pos)
+{
+	__u64 val;
+
+	if (nvg_cfg_read(fd, pos, &val, sizeof(val)) != sizeof(val))
+		return ~0ULL;
+	return val;
+}
+
+bool nvg_klog_contains(const char *needle)
+{
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	bool found = false;
+	char *buf;
+	int n;
+
+	if (size <= 0)
+		return false;
+	buf = malloc(size + 1);
+	if (!buf)
+		return false;
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
+	if (n > 0) {
+		buf[n] = '\0';
+		found = strstr(buf, needle);
+	}
+	free(buf);
+	return found;
+}
+
+/*
+ * The x86 PAT memory type on record for the page at @phys, as the
+ * debugfs list names it ("write-back", "write-combining", ...), or NULL.
+ */
+const char *nvg_pat_type(__u64 phys)
+{
+	static char type[32];
+	unsigned long long start, end;
+	const char *found = NULL;
+	char line[256];
+	FILE *f;
+
+	f = fopen("/sys/kernel/debug/x86/pat_memtype_list", "r");
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "PAT: [mem 0x%llx-0x%llx] %31s",
+			   &start, &end, type) != 3)
+			continue;
+		if (phys >= start && phys < end) {
+			found = type;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}

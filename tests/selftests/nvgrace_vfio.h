@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * User-space helpers of the nvgrace-gpu-vfio-pci tests: binding a PCI
+ * function to a driver through sysfs and opening it through either VFIO
+ * uAPI (legacy group/container, or iommufd with the device cdev).
+ */
+#ifndef NVGRACE_VFIO_H
+#define NVGRACE_VFIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <linux/types.h>
+#include <linux/vfio.h>
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
+#define NVG_DRIVER	"nvgrace_gpu_vfio_pci"
+
+/* Emulated BAR register flags: 64-bit prefetchable memory */
+#define NVG_BAR_FLAGS	0xcULL
+
+struct nvg_dev {
+	int device_fd;
+	int container_fd;	/* group path only */
+	int group_fd;		/* group path only */
+	int iommufd;		/* cdev path only */
+};
+
+int nvg_bind(const char *bdf, const char *driver);
+int nvg_bound_driver(const char *bdf, char *name, size_t len);
+int nvg_open_group(const char *bdf, struct nvg_dev *dev);
+int nvg_open_cdev(const char *bdf, struct nvg_dev *dev);
+void nvg_close(struct nvg_dev *dev);
+
+int nvg_region_info(int fd, unsigned int index, struct vfio_region_info *info);
+struct vfio_region_info *nvg_region_info_caps(int fd, unsigned int index);
+const struct vfio_info_cap_header *
+nvg_find_cap(const struct vfio_region_info *info, __u16 id);
+
+off_t nvg_region_offset(unsigned int index);
+ssize_t nvg_cfg_read(int fd, off_t pos, void *buf, size_t len);
+ssize_t nvg_cfg_write(int fd, off_t pos, const void *buf, size_t len);
+__u64 nvg_cfg_read64(int fd, off_t pos);
+
+bool nvg_klog_contains(const char *needle);
+const char *nvg_pat_type(__u64 phys);
+
+#endif /* NVGRACE_VFIO_H */

@@ -1,0 +1,1021 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kselftest for nvgrace-gpu-vfio-pci, run inside the test VM against the
+ * stand-in functions that tests/vm/gh200.asl dresses up as Grace Hopper
+ * GPUs.  Every behaviour is checked through the real VFIO uAPI, once over
+ * the legacy group/container path and once over iommufd and the device cdev.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/pci_regs.h>
+
+#include "kselftest_harness.h"
+#include "nvgrace_vfio.h"
+
+#define GPU_HOPPER	"0000:00:05.0"
+#define GPU_PLAIN	"0000:00:06.0"
+#define GPU_ODD		"0000:00:09.0"
+#define GPU_PORT	"0000:01:00.0"
+
+#define RES	VFIO_PCI_BAR2_REGION_INDEX
+#define USE	VFIO_PCI_BAR4_REGION_INDEX
+
+/* ---- Devices with GPU memory ---- */
+
+FIXTURE(gpu) {
+	struct nvg_dev dev;
+	int fd;
+	size_t page;
+};
+
+FIXTURE_VARIANT(gpu) {
+	const char *bdf;
+	bool cdev;
+	bool has_reset;
+	bool has_hot_reset;
+	__u64 base;
+	/* Real length and BAR size, by region index */
+	__u64 len[VFIO_PCI_BAR5_REGION_INDEX];
+	__u64 bar[VFIO_PCI_BAR5_REGION_INDEX];
+};
+
+/* 2.5 GiB - 1 MiB at 4 GiB: not a whole number of memory blocks */
+FIXTURE_VARIANT_ADD(gpu, hopper_group) {
+	.bdf = GPU_HOPPER, .cdev = false, .has_reset = true,
+	.base = 0x100000000,
+	.len = { [USE] = 0x40000000, [RES] = 0x5ff00000 },
+	.bar = { [USE] = 0x80000000, [RES] = 0x80000000 },
+};
+
+FIXTURE_VARIANT_ADD(gpu, hopper_cdev) {
+	.bdf = GPU_HOPPER, .cdev = true, .has_reset = true,
+	.base = 0x100000000,
+	.len = { [USE] = 0x40000000, [RES] = 0x5ff00000 },
+	.bar = { [USE] = 0x80000000, [RES] = 0x80000000 },
+};
+
+/* Exactly 1.5 GiB, the smallest device; its function has no reset method */
+FIXTURE_VARIANT_ADD(gpu, odd_group) {
+	.bdf = GPU_ODD, .cdev = false, .has_reset = false,
+	.base = 0x1a0000000,
+	.len = { [USE] = 0x20000000, [RES] = 0x40000000 },
+	.bar = { [USE] = 0x20000000, [RES] = 0x40000000 },
+};
+
+FIXTURE_VARIANT_ADD(gpu, odd_cdev) {
+	.bdf = GPU_ODD, .cdev = true, .has_reset = false,
+	.base = 0x1a0000000,
+	.len = { [USE] = 0x20000000, [RES] = 0x40000000 },
+	.bar = { [USE] = 0x20000000, [RES] = 0x40000000 },
+};
+
+/* 2 GiB, whole memory blocks, behind a PCIe root port */
+FIXTURE_VARIANT_ADD(gpu, port_group) {
+	.bdf = GPU_PORT, .cdev = false, .has_reset = true,
+	.has_hot_reset = true,
+	.base = 0x200000000,
+	.len = { [USE] = 0x40000000, [RES] = 0x40000000 },
+	.bar = { [USE] = 0x40000000, [RES] = 0x40000000 },
+};
+
+FIXTURE_VARIANT_ADD(gpu, port_cdev) {
+	.bdf = GPU_PORT, .cdev = true, .has_reset = true,
+	.has_hot_reset = true,
+	.base = 0x200000000,
+	.len = { [USE] = 0x40000000, [RES] = 0x40000000 },
+	.bar = { [USE] = 0x40000000, [RES] = 0x40000000 },
+};
+
+FIXTURE_SETUP(gpu)
+{
+	int ret;
+
+	self->page = sysconf(_SC_PAGESIZE);
+	ASSERT_EQ(0, nvg_bind(variant->bdf, NVG_DRIVER)) {
+		TH_LOG("binding %s: %s", variant->bdf, strerror(errno));
+	}
+	if (variant->cdev)
+		ret = nvg_open_cdev(variant->bdf, &self->dev);
+	else
+		ret = nvg_open_group(variant->bdf, &self->dev);
+	ASSERT_EQ(0, ret) {
+		TH_LOG("opening %s: %s", variant->bdf, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+FIXTURE_TEARDOWN(gpu)
+{
+	nvg_close(&self->dev);
+}
+
+static __u64 round_down_to(__u64 v, __u64 align)
+{
+	return v - v % align;
+}
+
+static const int mem_regions[] = { RES, USE };
+
+TEST_F(gpu, region_info)
+{
+	struct vfio_region_info info;
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+
+		ASSERT_EQ(0, nvg_region_info(self->fd, index, &info));
+		EXPECT_EQ(variant->bar[index], info.size);
+		EXPECT_EQ(nvg_region_offset(index), (off_t)info.offset);
+		EXPECT_EQ(VFIO_REGION_INFO_FLAG_READ |
+			  VFIO_REGION_INFO_FLAG_WRITE |
+			  VFIO_REGION_INFO_FLAG_MMAP |
+			  VFIO_REGION_INFO_FLAG_CAPS, info.flags);
+	}
+	/* The upper halves of the 64-bit BARs */
+	for (i = VFIO_PCI_BAR3_REGION_INDEX; i <= VFIO_PCI_BAR5_REGION_INDEX;
+	     i += 2) {
+		ASSERT_EQ(0, nvg_region_info(self->fd, i, &info));
+		EXPECT_EQ(0, info.size);
+		EXPECT_EQ(0, info.flags);
+	}
+	/* BAR0 is real and stays vfio-pci-core's */
+	ASSERT_EQ(0, nvg_region_info(self->fd, VFIO_PCI_BAR0_REGION_INDEX,
+				     &info));
+	EXPECT_NE(0, info.size);
+}
+
+TEST_F(gpu, region_info_sparse_mmap_cap)
+{
+	const struct vfio_region_info_cap_sparse_mmap *sparse;
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		struct vfio_region_info *info;
+
+		info = nvg_region_info_caps(self->fd, index);
+		ASSERT_NE(NULL, info);
+		EXPECT_EQ(sizeof(*info), info->cap_offset);
+		sparse = (const void *)nvg_find_cap(info,
+						    VFIO_REGION_INFO_CAP_SPARSE_MMAP);
+		ASSERT_NE(NULL, sparse);
+		EXPECT_EQ(1, sparse->header.version);
+		EXPECT_EQ(0, sparse->header.next);
+		ASSERT_EQ(1, sparse->nr_areas);
+		EXPECT_EQ(0, sparse->areas[0].offset);
+		EXPECT_EQ(round_down_to(variant->len[index], self->page),
+			  sparse->areas[0].size);
+		free(info);
+	}
+}
+
+TEST_F(gpu, region_info_short_argsz)
+{
+	struct vfio_region_info info = {
+		.argsz = sizeof(info), .index = USE,
+	};
+
+	/* Room for the info but not the capability: told how much is needed */
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_GET_REGION_INFO, &info));
+	EXPECT_GT(info.argsz, sizeof(info));
+	EXPECT_TRUE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	EXPECT_EQ(0, info.cap_offset);
+	EXPECT_EQ(variant->bar[USE], info.size);
+
+	/* Less than the info itself */
+	info.argsz = offsetof(struct vfio_region_info, size);
+	info.index = RES;
+	EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_GET_REGION_INFO, &info));
+	EXPECT_EQ(EINVAL, errno);
+
+	/* An index past the last region */
+	info.argsz = sizeof(info);
+	info.index = 0x1000;
+	EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_GET_REGION_INFO, &info));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+static int reopen(struct nvg_dev *dev, const char *bdf, bool cdev)
+{
+	nvg_close(dev);
+	return cdev ? nvg_open_cdev(bdf, dev) : nvg_open_group(bdf, dev);
+}
+
+TEST_F(gpu, config_bars_reset_on_open)
+{
+	__u64 addr = 0x4000000000ULL;
+
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &addr, 8));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &addr, 8));
+	EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+
+	ASSERT_EQ(0, reopen(&self->dev, variant->bdf, variant->cdev));
+	self->fd = self->dev.device_fd;
+	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+}
+
+TEST_F(gpu, config_bar_sizing)
+{
+	__u32 ones = 0xffffffff;
+	off_t reg;
+
+	for (reg = 0x18; reg <= 0x20; reg += 8) {
+		__u64 bar = reg == 0x18 ? variant->bar[RES] : variant->bar[USE];
+
+		ASSERT_EQ(4, nvg_cfg_write(self->fd, reg, &ones, 4));
+		ASSERT_EQ(4, nvg_cfg_write(self->fd, reg + 4, &ones, 4));
+		EXPECT_EQ(~(bar - 1) | NVG_BAR_FLAGS,
+			  nvg_cfg_read64(self->fd, reg));
+	}
+}
+
+/* Reads of every width at every offset from 0x10 to 0x28 */
+TEST_F(gpu, config_read_widths)
+{
+	__u64 res = 0x123456789abcdef0ULL, use = 0xfedcba9876543210ULL;
+	__u8 ref[0x30], expect[0x30];
+	static const size_t widths[] = { 1, 2, 4, 8 };
+	unsigned int w, i;
+	off_t off;
+
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &res, 8));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &use, 8));
+
+	/* Bytes outside the emulated registers, one at a time, as reference */
+	for (i = 0; i < sizeof(ref); i++)
+		ASSERT_EQ(1, nvg_cfg_read(self->fd, i, &ref[i], 1));
+	memcpy(expect, ref, sizeof(expect));
+	res = (res & ~(variant->bar[RES] - 1)) | NVG_BAR_FLAGS;
+	use = (use & ~(variant->bar[USE] - 1)) | NVG_BAR_FLAGS;
+	memcpy(&expect[0x18], &res, 8);
+	memcpy(&expect[0x20], &use, 8);
+	EXPECT_EQ(0, memcmp(ref, expect, sizeof(ref)));
+
+	for (w = 0; w < 4; w++) {
+		for (off = 0x10; off <= 0x28; off++) {
+			__u8 buf[8];
+
+			ASSERT_EQ((ssize_t)widths[w],
+				  nvg_cfg_read(self->fd, off, buf, widths[w]));
+			EXPECT_EQ(0, memcmp(buf, &expect[off], widths[w])) {
+				TH_LOG("width %zu at %#lx", widths[w],
+				       (long)off);
+			}
+		}
+	}
+}
+
+TEST_F(gpu, config_write_straddle)
+{
+	__u8 buf[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
+	__u32 bar1_before, bar1_after;
+
+	/* Upper half of BAR2/3 and lower half of BAR4/5 in one access */
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x1c, buf, 8));
+	EXPECT_EQ((0x4433221100000000ULL & ~(variant->bar[RES] - 1)) |
+		  NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+	EXPECT_EQ((0x88776655ULL & ~(variant->bar[USE] - 1)) | NVG_BAR_FLAGS,
+		  nvg_cfg_read64(self->fd, 0x20));
+
+	/*
+	 * BAR1 (vfio-pci-core's) and the lower half of BAR2 in one access:
+	 * the full count is reported and each part reaches its owner.
+	 */
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x14, &bar1_before, 4));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x14, buf, 8));
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x14, &bar1_after, 4));
+	EXPECT_EQ((0x4433221188776655ULL & ~(variant->bar[RES] - 1)) |
+		  NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+	/* The stand-in has no BAR1: vfio-pci-core keeps it reading 0 */
+	EXPECT_EQ(bar1_before, bar1_after);
+}
+
+TEST_F(gpu, config_write_reaches_both_owners)
+{
+	__u32 ones[4] = { ~0U, ~0U, ~0U, ~0U }, bar0, bar0_sized;
+
+	/*
+	 * BAR0 (vfio-pci-core's), BAR1 and all of BAR2/3 in one write:
+	 * vfio-pci-core sizes BAR0 (16 MiB 32-bit prefetchable framebuffer
+	 * of the stand-in), the emulation sizes BAR2.
+	 */
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x10, &bar0, 4));
+	ASSERT_EQ(16, nvg_cfg_write(self->fd, 0x10, ones, 16));
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x10, &bar0_sized, 4));
+	EXPECT_EQ(0xff000008, bar0_sized);
+	EXPECT_EQ(~(variant->bar[RES] - 1) | NVG_BAR_FLAGS,
+		  nvg_cfg_read64(self->fd, 0x18));
+	ASSERT_EQ(4, nvg_cfg_write(self->fd, 0x10, &bar0, 4));
+}
+
+TEST_F(gpu, config_outside_bars_untouched)
+{
+	__u16 vendor = 0;
+	__u8 *big;
+
+	/* The stand-in functions are QEMU's (vendor 0x1234) */
+	ASSERT_EQ(2, nvg_cfg_read(self->fd, 0, &vendor, 2));
+	EXPECT_EQ(0x1234, vendor);
+	/* Offsets past config space: vfio-pci-core answers -EFAULT */
+	EXPECT_EQ(-1, nvg_cfg_read(self->fd, 0x10000, &vendor, 2));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, nvg_cfg_write(self->fd, 0x10000, &vendor, 2));
+	EXPECT_EQ(EFAULT, errno);
+
+	/* So does an access that starts at the BARs and runs past the end */
+	big = malloc(0x10000);
+	ASSERT_NE(NULL, big);
+	memset(big, 0xff, 0x10000);
+	EXPECT_EQ(-1, nvg_cfg_read(self->fd, 0x18, big, 0x10000));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, nvg_cfg_write(self->fd, 0x18, big, 0x10000));
+	EXPECT_EQ(EFAULT, errno);
+	/* and nothing of it reached the registers */
+	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+	free(big);
+}
+
+TEST_F(gpu, reset_restores_bars)
+{
+	__u64 addr = 0x4000000000ULL;
+	int ret;
+
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &addr, 8));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &addr, 8));
+	ret = ioctl(self->fd, VFIO_DEVICE_RESET);
+	if (variant->has_reset) {
+		ASSERT_EQ(0, ret);
+		EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+		EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+	} else {
+		/* No reset method: the reset fails and changes nothing */
+		ASSERT_EQ(-1, ret);
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+	}
+}
+
+/* A reset that the administrator starts through sysfs resets the BARs too */
+TEST_F(gpu, sysfs_reset_restores_bars)
+{
+	__u64 addr = 0x4000000000ULL;
+	char path[128];
+	FILE *f;
+
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &addr, 8));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset",
+		 variant->bdf);
+	f = fopen(path, "w");
+	if (!variant->has_reset) {
+		/* No reset method: the PCI core refuses, nothing changes */
+		EXPECT_EQ(NULL, f);
+		EXPECT_EQ(EACCES, errno);
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+		return;
+	}
+	ASSERT_NE(NULL, f);
+	EXPECT_EQ(1, fwrite("1", 1, 1, f));
+	EXPECT_EQ(0, fclose(f));
+	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+}
+
+/* A hot reset (secondary bus reset) of the slot, for the function that has one */
+TEST_F(gpu, hot_reset_restores_bars)
+{
+	struct vfio_pci_hot_reset_info info_head = { .argsz = sizeof(info_head) };
+	struct vfio_pci_hot_reset *reset;
+	__u64 addr = 0x4000000000ULL;
+	int ret;
+
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &addr, 8));
+	ret = ioctl(self->fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &info_head);
+	if (!variant->has_hot_reset) {
+		/* On the root bus: no bus to reset */
+		EXPECT_EQ(-1, ret);
+		EXPECT_EQ(ENODEV, errno);
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+		return;
+	}
+	/* Only this function is on the bus: the info fits or needs one entry */
+	ASSERT_TRUE(ret == 0 || errno == ENOSPC);
+
+	reset = calloc(1, sizeof(*reset) + sizeof(__s32));
+	ASSERT_NE(NULL, reset);
+	reset->argsz = sizeof(*reset);
+	if (!variant->cdev) {
+		/* The legacy path proves ownership with the group fds */
+		reset->argsz += sizeof(__s32);
+		reset->count = 1;
+		reset->group_fds[0] = self->dev.group_fd;
+	}
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_PCI_HOT_RESET, reset));
+	free(reset);
+	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+}
+
+static void fill(__u8 *buf, size_t len, unsigned int seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (__u8)(i * 31 + seed);
+}
+
+TEST_F(gpu, rw_roundtrip)
+{
+	size_t len = 3 * 65536 + 100;	/* spans several bounce chunks */
+	__u8 *in = malloc(len), *out = malloc(len);
+	unsigned int i;
+
+	ASSERT_NE(NULL, in);
+	ASSERT_NE(NULL, out);
+	for (i = 0; i < 2; i++) {
+		off_t base = nvg_region_offset(mem_regions[i]);
+		off_t pos = base + 4096 - 3;	/* unaligned on purpose */
+
+		fill(in, len, i + 1);
+		ASSERT_EQ((ssize_t)len, pwrite(self->fd, in, len, pos));
+		memset(out, 0, len);
+		ASSERT_EQ((ssize_t)len, pread(self->fd, out, len, pos));
+		EXPECT_EQ(0, memcmp(in, out, len));
+		/* Count 0 */
+		EXPECT_EQ(0, pread(self->fd, out, 0, pos));
+		EXPECT_EQ(0, pwrite(self->fd, in, 0, pos));
+	}
+	free(in);
+	free(out);
+}
+
+TEST_F(gpu, rw_padding)
+{
+	__u8 buf[16], data[4] = { 1, 2, 3, 4 }, ones[16];
+	unsigned int i, j;
+
+	memset(ones, 0xff, sizeof(ones));
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		off_t base = nvg_region_offset(index);
+		__u64 len = variant->len[index];
+		__u64 bar = variant->bar[index];
+
+		/*
+		 * Across the end of memory: memory, then all-ones up to the
+		 * BAR size; with no padding the access is cut at the end.
+		 */
+		ssize_t count = bar > len ? 16 : 4;
+
+		ASSERT_EQ(4, pwrite(self->fd, data, 4, base + len - 4));
+		ASSERT_EQ(count, pread(self->fd, buf, 16, base + len - 4));
+		EXPECT_EQ(0, memcmp(buf, data, 4));
+		EXPECT_EQ(0, memcmp(buf + 4, ones, count - 4));
+
+		/* A write across it is counted whole; the tail is dropped */
+		for (j = 0; j < 16; j++)
+			buf[j] = 0x40 + j;
+		ASSERT_EQ(count, pwrite(self->fd, buf, 16, base + len - 4));
+		ASSERT_EQ(count, pread(self->fd, buf, 16, base + len - 4));
+		EXPECT_EQ(0x40, buf[0]);
+		EXPECT_EQ(0x43, buf[3]);
+		EXPECT_EQ(0, memcmp(buf + 4, ones, count - 4));
+
+		if (bar == len)
+			continue;
+		/* Inside the padding */
+		ASSERT_EQ(16, pwrite(self->fd, buf, 16, base + len + 64));
+		ASSERT_EQ(16, pread(self->fd, buf, 16, base + len + 64));
+		EXPECT_EQ(0, memcmp(buf, ones, 16));
+	}
+}
+
+TEST_F(gpu, rw_bar_end)
+{
+	__u8 buf[16], ones[16];
+	unsigned int i;
+
+	memset(ones, 0xff, sizeof(ones));
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		off_t base = nvg_region_offset(index);
+		__u64 bar = variant->bar[index];
+
+		/* Cut at the BAR size */
+		ASSERT_EQ(4, pread(self->fd, buf, 16, base + bar - 4));
+		ASSERT_EQ(4, pwrite(self->fd, buf, 16, base + bar - 4));
+		/* At and past the BAR size */
+		EXPECT_EQ(-1, pread(self->fd, buf, 16, base + bar));
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(-1, pwrite(self->fd, buf, 16, base + bar));
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(-1, pread(self->fd, buf, 1, base + (1LL << 39)));
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(-1, pread(self->fd, buf, 0, base + bar));
+		EXPECT_EQ(EINVAL, errno);
+	}
+	/* The upper halves take no reads or writes */
+	EXPECT_EQ(-1, pread(self->fd, buf, 4,
+			    nvg_region_offset(VFIO_PCI_BAR3_REGION_INDEX)));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, pwrite(self->fd, buf, 4,
+			     nvg_region_offset(VFIO_PCI_BAR5_REGION_INDEX)));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(gpu, rw_bad_user_buffer)
+{
+	void *bad = mmap(NULL, self->page, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned int i;
+
+	ASSERT_NE(MAP_FAILED, bad);
+	for (i = 0; i < 2; i++) {
+		off_t base = nvg_region_offset(mem_regions[i]);
+
+		EXPECT_EQ(-1, pread(self->fd, bad, 16, base));
+		EXPECT_EQ(EFAULT, errno);
+		EXPECT_EQ(-1, pwrite(self->fd, bad, 16, base));
+		EXPECT_EQ(EFAULT, errno);
+	}
+	/* Config space, emulated registers included */
+	EXPECT_EQ(-1, nvg_cfg_read(self->fd, 0x18, bad, 8));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, nvg_cfg_write(self->fd, 0x18, bad, 8));
+	EXPECT_EQ(EFAULT, errno);
+	munmap(bad, self->page);
+}
+
+static void *map_region(int fd, int index, size_t len, off_t off, int flags)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd,
+		    nvg_region_offset(index) + off);
+}
+
+TEST_F(gpu, mmap_bounds)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		size_t mappable = round_down_to(variant->len[index],
+						self->page);
+
+		p = map_region(self->fd, index, mappable, 0, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(0, munmap(p, mappable));
+
+		/* Last page */
+		p = map_region(self->fd, index, self->page,
+			       mappable - self->page, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(0, munmap(p, self->page));
+
+		/* One page too many, or starting past the end */
+		p = map_region(self->fd, index, mappable + self->page, 0,
+			       MAP_SHARED);
+		EXPECT_EQ(MAP_FAILED, p);
+		EXPECT_EQ(EINVAL, errno);
+		p = map_region(self->fd, index, self->page, mappable,
+			       MAP_SHARED);
+		EXPECT_EQ(MAP_FAILED, p);
+		EXPECT_EQ(EINVAL, errno);
+
+		/* Private mappings are refused */
+		p = map_region(self->fd, index, self->page, 0, MAP_PRIVATE);
+		EXPECT_EQ(MAP_FAILED, p);
+		EXPECT_EQ(EINVAL, errno);
+	}
+	/* The upper halves cannot be mapped */
+	p = map_region(self->fd, VFIO_PCI_BAR3_REGION_INDEX, self->page, 0,
+		       MAP_SHARED);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+	p = map_region(self->fd, VFIO_PCI_BAR5_REGION_INDEX, self->page, 0,
+		       MAP_SHARED);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+	/* An offset whose end wraps: refused by mmap() itself */
+	p = mmap(NULL, 2 * self->page, PROT_READ, MAP_SHARED, self->fd,
+		 (off_t)(~0ULL - self->page + 1));
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EOVERFLOW, errno);
+	/* An index past the last region */
+	p = mmap(NULL, self->page, PROT_READ, MAP_SHARED, self->fd,
+		 nvg_region_offset(0x1000));
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(gpu, mmap_coherent_with_rw)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		size_t len = 4 * self->page;
+		off_t off = round_down_to(variant->len[index], self->page) -
+			    len;
+		__u8 *p, buf[64], data[64];
+
+		p = map_region(self->fd, index, len, off, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+
+		fill(data, sizeof(data), 7 + i);
+		memcpy(p + self->page + 5, data, sizeof(data));
+		ASSERT_EQ(64, pread(self->fd, buf, 64,
+				    nvg_region_offset(index) + off +
+				    self->page + 5));
+		EXPECT_EQ(0, memcmp(buf, data, 64));
+
+		fill(data, sizeof(data), 99 + i);
+		ASSERT_EQ(64, pwrite(self->fd, data, 64,
+				     nvg_region_offset(index) + off + 3));
+		EXPECT_EQ(0, memcmp(p + 3, data, 64));
+		EXPECT_EQ(0, munmap(p, len));
+	}
+}
+
+/* Page-table memory of this process, from VmPTE in /proc/self/status */
+static long vm_pte_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static long minor_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/*
+ * Map @len bytes of region @index at a user address aligned to @align (as
+ * a hypervisor does for huge mappings), or @align + one page when @skew.
+ */
+static __u8 *map_aligned(int fd, int index, size_t len, size_t align,
+			 bool skew, size_t page)
+{
+	size_t span = len + 2 * align;
+	__u8 *area, *addr;
+
+	area = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	addr = (__u8 *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+	if (skew)
+		addr += page;
+	return mmap(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		    fd, nvg_region_offset(index));
+}
+
+/*
+ * usemem, touched once every 2 MiB, is mapped with PMD (and on x86_64 PUD)
+ * entries: one fault per 1 GiB or 2 MiB, no page of PTEs.
+ */
+TEST_F(gpu, mmap_huge)
+{
+	size_t len = variant->len[USE];
+	size_t gib = 1UL << 30, mib2 = 2UL << 20, huge, off;
+	long faults, pte;
+	__u8 *p;
+
+	p = map_aligned(self->fd, USE, len, gib, false, self->page);
+	ASSERT_NE(MAP_FAILED, p);
+	pte = vm_pte_kib();
+	faults = minor_faults();
+	for (off = 0; off < len; off += mib2)
+		p[off] = (__u8)off;
+	faults = minor_faults() - faults;
+	pte = vm_pte_kib() - pte;
+	TH_LOG("%zu MiB: %ld faults, VmPTE +%ld KiB", len >> 20, faults, pte);
+
+	/* 4 KiB pages would take len / 2 MiB faults and a PTE page each */
+	EXPECT_LE(pte, 16);
+	/* PUD entries where the physical address allows, else PMD entries */
+	huge = variant->base % gib == 0 && len % gib == 0 ? gib : mib2;
+	EXPECT_LE(faults, (long)(len / huge) + 2);
+	for (off = 0; off < len; off += mib2)
+		ASSERT_EQ((__u8)off, p[off]);
+	munmap(p, len);
+}
+
+/* A user address not aligned for huge pages gets small pages, not an error */
+TEST_F(gpu, mmap_unaligned_address)
+{
+	size_t len = 8UL << 20, off;
+	long pte;
+	__u8 *p;
+
+	p = map_aligned(self->fd, USE, len, 2UL << 20, true, self->page);
+	ASSERT_NE(MAP_FAILED, p);
+	pte = vm_pte_kib();
+	for (off = 0; off < len; off += self->page)
+		p[off] = (__u8)(off >> 12);
+	for (off = 0; off < len; off += self->page)
+		ASSERT_EQ((__u8)(off >> 12), p[off]);
+	/* Small pages need PTE pages */
+	EXPECT_GE(vm_pte_kib() - pte, 4);
+	munmap(p, len);
+}
+
+TEST_F(gpu, mmap_memory_type)
+{
+	const char *type;
+	__u8 *use, *res;
+
+	if (access("/sys/kernel/debug/x86/pat_memtype_list", R_OK))
+		SKIP(return, "no x86 PAT memtype list (not x86 or no debugfs)");
+
+	use = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, use);
+	res = map_region(self->fd, RES, self->page, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, res);
+	/* Fault both in; the first fault reserves the memory type */
+	use[0] = 1;
+	res[0] = 2;
+
+	type = nvg_pat_type(variant->base);
+	ASSERT_NE(NULL, type);
+	EXPECT_STREQ("write-back", type);
+	type = nvg_pat_type(variant->base + variant->len[USE]);
+	ASSERT_NE(NULL, type);
+	EXPECT_STREQ("write-combining", type);
+	munmap(use, self->page);
+	munmap(res, self->page);
+}
+
+TEST_F(gpu, ioeventfd_refused_on_memory_bars)
+{
+	struct vfio_device_ioeventfd ioev = {
+		.argsz = sizeof(ioev),
+		.flags = VFIO_DEVICE_IOEVENTFD_32,
+		.data = 1,
+	};
+	unsigned int index;
+	int efd = eventfd(0, 0);
+
+	ASSERT_GE(efd, 0);
+	ioev.fd = efd;
+	for (index = VFIO_PCI_BAR2_REGION_INDEX;
+	     index <= VFIO_PCI_BAR5_REGION_INDEX; index++) {
+		ioev.offset = nvg_region_offset(index);
+		EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+		EXPECT_EQ(ENOTTY, errno);
+	}
+	/* BAR0 is real MMIO: vfio-pci-core's ioeventfd works there */
+	ioev.offset = nvg_region_offset(VFIO_PCI_BAR0_REGION_INDEX);
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	ioev.fd = -1;
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	/* Short argsz */
+	ioev.argsz = 8;
+	EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	EXPECT_EQ(EINVAL, errno);
+	close(efd);
+}
+
+/* The hardware serves the GPU memory whatever PCI_COMMAND_MEMORY says */
+TEST_F(gpu, memory_decode_ignored)
+{
+	__u16 cmd, off;
+	__u8 *p, buf[4];
+
+	p = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, p);
+	p[0] = 0x11;
+
+	ASSERT_EQ(2, nvg_cfg_read(self->fd, PCI_COMMAND, &cmd, 2));
+	off = cmd & ~PCI_COMMAND_MEMORY;
+	ASSERT_EQ(2, nvg_cfg_write(self->fd, PCI_COMMAND, &off, 2));
+
+	/* vfio-pci-core zapped the mapping; it faults back in */
+	EXPECT_EQ(0x11, p[0]);
+	p[1] = 0x22;
+	EXPECT_EQ(4, pread(self->fd, buf, 4, nvg_region_offset(USE)));
+	EXPECT_EQ(0x22, buf[1]);
+	EXPECT_EQ(4, pwrite(self->fd, buf, 4, nvg_region_offset(RES)));
+
+	ASSERT_EQ(2, nvg_cfg_write(self->fd, PCI_COMMAND, &cmd, 2));
+	munmap(p, self->page);
+}
+
+static int low_power(int fd, bool enter)
+{
+	struct vfio_device_feature feature = {
+		.argsz = sizeof(feature),
+		.flags = VFIO_DEVICE_FEATURE_SET |
+			 (enter ? VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY :
+				  VFIO_DEVICE_FEATURE_LOW_POWER_EXIT),
+	};
+
+	return ioctl(fd, VFIO_DEVICE_FEATURE, &feature);
+}
+
+/* Touch @p in a child: 0 if it worked, the signal that stopped it if not */
+static int touch_in_child(__u8 *p)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		__atomic_store_n(p, 0x5a, __ATOMIC_RELAXED);
+		_exit(__atomic_load_n(p, __ATOMIC_RELAXED) == 0x5a ? 0 : 1);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+TEST_F(gpu, low_power_blocks_access)
+{
+	__u8 *p, buf[8];
+
+	p = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, touch_in_child(p));
+
+	ASSERT_EQ(0, low_power(self->fd, true));
+	EXPECT_EQ(SIGBUS, touch_in_child(p));
+	EXPECT_EQ(-1, pread(self->fd, buf, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_EQ(-1, pwrite(self->fd, buf, 8, nvg_region_offset(RES)));
+	EXPECT_EQ(EIO, errno);
+	/* The padding is out of reach too, as a real BAR would be */
+	EXPECT_EQ(-1, pread(self->fd, buf, 8, nvg_region_offset(RES) +
+			    variant->bar[RES] - 8));
+	EXPECT_EQ(EIO, errno);
+
+	ASSERT_EQ(0, low_power(self->fd, false));
+	EXPECT_EQ(0, touch_in_child(p));
+	EXPECT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(0x5a, buf[0]);
+	munmap(p, self->page);
+}
+
+/* ---- The function without GPU memory: plain vfio-pci ---- */
+
+FIXTURE(plain) {
+	struct nvg_dev dev;
+	int fd;
+};
+
+FIXTURE_VARIANT(plain) {
+	bool cdev;
+};
+
+FIXTURE_VARIANT_ADD(plain, group) { .cdev = false };
+FIXTURE_VARIANT_ADD(plain, cdev) { .cdev = true };
+
+FIXTURE_SETUP(plain)
+{
+	int ret;
+
+	ASSERT_EQ(0, nvg_bind(GPU_PLAIN, NVG_DRIVER));
+	ret = variant->cdev ? nvg_open_cdev(GPU_PLAIN, &self->dev) :
+			      nvg_open_group(GPU_PLAIN, &self->dev);
+	ASSERT_EQ(0, ret) {
+		TH_LOG("opening %s: %s", GPU_PLAIN, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+FIXTURE_TEARDOWN(plain)
+{
+	nvg_close(&self->dev);
+}
+
+/* The stand-in (bochs-display) has a 4 KiB MMIO BAR2 and no BAR4 */
+TEST_F(plain, real_bars)
+{
+	struct vfio_region_info info;
+	__u32 vbar, real;
+	void *p;
+	FILE *f;
+
+	ASSERT_EQ(0, nvg_region_info(self->fd, RES, &info));
+	EXPECT_EQ(4096, info.size);
+	EXPECT_FALSE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	ASSERT_EQ(0, nvg_region_info(self->fd, USE, &info));
+	EXPECT_EQ(0, info.size);
+
+	/* Config space BAR2 is the real register, as vfio-pci shows it */
+	f = fopen("/sys/bus/pci/devices/" GPU_PLAIN "/config", "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(0, fseek(f, 0x18, SEEK_SET));
+	ASSERT_EQ(1, fread(&real, 4, 1, f));
+	fclose(f);
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x18, &vbar, 4));
+	EXPECT_EQ(real, vbar);
+	EXPECT_NE(NVG_BAR_FLAGS, vbar);
+
+	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, self->fd,
+		 nvg_region_offset(RES));
+	ASSERT_NE(MAP_FAILED, p);
+	munmap(p, 4096);
+}
+
+TEST_F(plain, ioeventfd_allowed)
+{
+	struct vfio_device_ioeventfd ioev = {
+		.argsz = sizeof(ioev),
+		.flags = VFIO_DEVICE_IOEVENTFD_32,
+		.offset = nvg_region_offset(RES),
+		.data = 1,
+	};
+	int efd = eventfd(0, 0);
+
+	ASSERT_GE(efd, 0);
+	ioev.fd = efd;
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	ioev.fd = -1;
+	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	close(efd);
+}
+
+/* ---- Functions whose firmware description is broken ---- */
+
+FIXTURE(broken) {
+};
+
+FIXTURE_VARIANT(broken) {
+	const char *bdf;
+	const char *cause;	/* the driver's error message ... */
+	const char *values;	/* ... and what follows it */
+};
+
+FIXTURE_VARIANT_ADD(broken, link_down) {
+	.bdf = "0000:00:07.0",
+	.cause = "GPU memory size is 0: the chip-to-chip link is down",
+	.values = " (base 0x200000000, size 0x0): -ENODEV",
+};
+
+FIXTURE_VARIANT_ADD(broken, base_only) {
+	.bdf = "0000:00:08.0",
+	.cause = "firmware gives nvidia,gpu-mem-base-pa",
+	.values = " but not nvidia,gpu-mem-size: -EINVAL",
+};
+
+FIXTURE_VARIANT_ADD(broken, too_small) {
+	.bdf = "0000:00:0a.0",
+	.cause = "GPU memory is smaller than 1.5 GiB",
+	.values = " (base 0x200000000, size 0x40000000): -EINVAL",
+};
+
+FIXTURE_VARIANT_ADD(broken, unaligned_base) {
+	.bdf = "0000:00:0b.0",
+	.cause = "GPU memory base is not page aligned",
+	.values = " (base 0x100000800, size 0x80000000): -EINVAL",
+};
+
+FIXTURE_VARIANT_ADD(broken, wraps) {
+	.bdf = "0000:00:0c.0",
+	.cause = "GPU memory range overflows the address space",
+	.values = " (base 0xffffffffc0000000, size 0x80000000): -EOVERFLOW",
+};
+
+FIXTURE_SETUP(broken)
+{
+}
+
+FIXTURE_TEARDOWN(broken)
+{
+}
+
+TEST_F(broken, probe_fails)
+{
+	char name[64], message[256];
+
+	EXPECT_EQ(-1, nvg_bind(variant->bdf, NVG_DRIVER));
+	EXPECT_NE(0, nvg_bound_driver(variant->bdf, name, sizeof(name)));
+	snprintf(message, sizeof(message), "%s %s: %s%s", NVG_DRIVER,
+		 variant->bdf, variant->cause, variant->values);
+	EXPECT_TRUE(nvg_klog_contains(message)) {
+		TH_LOG("no kernel message \"%s\"", message);
+	}
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * ACPI objects that make the stand-in PCI functions of the test VM look like
+ * Grace Hopper GPUs: each gets the _DSD device properties that firmware
+ * gives the GPU (or a broken subset of them).  _STA makes Linux choose these
+ * objects over QEMU's own slot objects; _RST gives the function a reset
+ * method, so that VFIO_DEVICE_RESET works.
+ *
+ * The 64-bit values need a DSDT of revision 2 or later: tests/vm/run-vm.sh
+ * upgrades QEMU's DSDT through the initrd.
+ */
+DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
+{
+    External (\_SB.PCI0, DeviceObj)
+
+    Scope (\_SB.PCI0)
+    {
+        /* 00:05.0: Hopper, size not memblock aligned */
+        Device (GPU0)
+        {
+            Name (_ADR, 0x00050000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x100000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x9FF00000 }
+                }
+            })
+        }
+        /* 00:06.0: no properties: plain vfio-pci behaviour */
+        Device (GPU1)
+        {
+            Name (_ADR, 0x00060000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+        }
+        /* 00:07.0: size 0: chip-to-chip link down, probe fails with -ENODEV */
+        Device (GPU2)
+        {
+            Name (_ADR, 0x00070000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x200000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x0 }
+                }
+            })
+        }
+        /* 00:08.0: base only: probe fails with -EINVAL */
+        Device (GPU3)
+        {
+            Name (_ADR, 0x00080000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x200000000 }
+                }
+            })
+        }
+        /* 00:09.0: exactly 1.5 GiB, no reset method */
+        Device (GPU4)
+        {
+            Name (_ADR, 0x00090000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x1A0000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x60000000 }
+                }
+            })
+        }
+        /* 00:0a.0: 1 GiB: too small, probe fails with -EINVAL */
+        Device (GPU5)
+        {
+            Name (_ADR, 0x000A0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x200000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x40000000 }
+                }
+            })
+        }
+        /* 00:0b.0: base not page aligned: probe fails with -EINVAL */
+        Device (GPU6)
+        {
+            Name (_ADR, 0x000B0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x100000800 },
+                    Package () { "nvidia,gpu-mem-size", 0x80000000 }
+                }
+            })
+        }
+        /* 00:0c.0: range wraps past 2^64: probe fails with -EOVERFLOW */
+        Device (GPU7)
+        {
+            Name (_ADR, 0x000C0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0xFFFFFFFFC0000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x80000000 }
+                }
+            })
+        }
+        /*
+         * 00:0d.0, a PCIe root port, and behind it 01:00.0: 2 GiB at
+         * 8 GiB, whole memory blocks; the secondary bus reset of the port
+         * gives this function a hot reset.
+         */
+        Device (RP0)
+        {
+            Name (_ADR, 0x000D0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Device (GPU8)
+            {
+                Name (_ADR, 0x00000000)
+                Method (_STA, 0, NotSerialized) { Return (0x0F) }
+                Name (_DSD, Package ()
+                {
+                    ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                    Package ()
+                    {
+                        Package () { "nvidia,gpu-mem-base-pa", 0x200000000 },
+                        Package () { "nvidia,gpu-mem-size", 0x80000000 }
+                    }
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Boot the test kernel on an emulated machine whose stand-in PCI functions
+# look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
+#
+# Usage: run-vm.sh MODE     MODE is "test" or "demo" (see tests/vm/init)
+#
+# The console log goes to $NVG_OUT/vm/MODE.log.  The VM is q35 under TCG
+# with an Intel vIOMMU; 6 GiB at 4 GiB of its RAM is kept from the kernel
+# with memmap= and serves as the GPU memory of the devices.  The guest's
+# userland is an initramfs (busybox-static, the test programs, the modules):
+# self-contained and the same on every host, unlike the host's root over 9p.
+
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+MODE=${1:?usage: run-vm.sh test|demo}
+VM=$NVG_OUT/vm
+TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
+
+# Stand-in functions at the slots that gh200.asl describes
+QEMU_ARGS=(-M q35 -cpu max -smp 2 -m 9G -nographic -no-reboot -nic none
+	-device intel-iommu)
+for slot in 05 06 07 08 09 0a 0b 0c; do
+	QEMU_ARGS+=(-device "bochs-display,addr=$slot.0")
+done
+QEMU_ARGS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
+	-device bochs-display,bus=rp0,addr=00.0)
+KERNEL_ARGS="console=ttyS0 panic=-1 oops=panic memmap=6G\$4G intel_iommu=on"
+KERNEL_ARGS+=" vfio_iommu_type1.allow_unsafe_interrupts=1"
+KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
+
+build_userland() {
+	local sel=$NVG_REPO/tests/selftests cflags
+
+	cflags="-static -O2 -Wall -Werror -I$NVG_OUT/usr/include"
+	mkdir -p "$VM/root/bin"
+	# shellcheck disable=SC2086
+	gcc $cflags -I"$NVG_KSRC/tools/testing/selftests" \
+		-o "$VM/root/bin/nvgrace_vfio_test" \
+		"$sel/nvgrace_vfio_test.c" "$sel/nvgrace_vfio.c"
+	# shellcheck disable=SC2086
+	gcc $cflags -o "$VM/root/bin/nvgrace_info" \
+		"$sel/nvgrace_info.c" "$sel/nvgrace_vfio.c"
+}
+
+build_rootfs() {
+	rm -rf "$VM/root"
+	mkdir -p "$VM/root"/{bin,dev,proc,sys,tmp,lib}
+	cp /bin/busybox "$VM/root/bin/busybox"
+	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
+	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
+	build_userland
+	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"
+}
+
+run_qemu() {
+	local mode=$1 initrd=$2 log=$3
+
+	timeout "$TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" \
+		-acpitable file="$VM/gh200.aml" \
+		-kernel "$NVG_OUT/arch/x86/boot/bzImage" -initrd "$initrd" \
+		-append "$KERNEL_ARGS nvgrace.mode=$mode" </dev/null >"$log" 2>&1 ||
+		nvg_die "QEMU failed or timed out (mode $mode), see $log"
+	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
+}
+
+# QEMU's q35 DSDT has revision 1, which makes ACPI integers 32 bits wide and
+# cuts the 64-bit GPU memory base.  Dump it once from a booted guest, raise
+# its revision to 2 (and its OEM revision, so that Linux takes it as an
+# upgrade), and hand it back through the initrd.
+upgraded_dsdt() {
+	local key cache
+
+	key=$(printf '%s\n' "$(qemu-system-x86_64 --version | head -n1)" \
+		"${QEMU_ARGS[*]}" | sha256sum | cut -c1-16)
+	cache=$VM/dsdt-$key.aml
+	if [ ! -s "$cache" ]; then
+		nvg_log "dumping QEMU's DSDT"
+		run_qemu dump-dsdt "$VM/rootfs.cpio" "$VM/dump-dsdt.log"
+		nvg_section "$VM/dump-dsdt.log" dsdt | base64 -d >"$VM/dsdt.orig"
+		python3 - "$VM/dsdt.orig" "$cache" <<'PY'
+import struct, sys
+t = bytearray(open(sys.argv[1], 'rb').read())
+assert t[:4] == b'DSDT' and struct.unpack_from('<I', t, 4)[0] == len(t)
+t[8] = max(t[8], 2)
+struct.pack_into('<I', t, 24, struct.unpack_from('<I', t, 24)[0] + 1)
+t[9] = 0
+t[9] = (-sum(t)) & 0xff
+open(sys.argv[2], 'wb').write(t)
+PY
+	fi
+	echo "$cache"
+}
+
+main() {
+	local dsdt tables
+
+	[ -f "$NVG_OUT/arch/x86/boot/bzImage" ] ||
+		nvg_die "no kernel: run tests/build-kernel.sh first"
+	mkdir -p "$VM"
+	iasl -p "$VM/gh200" "$NVG_REPO/tests/vm/gh200.asl" >/dev/null
+	build_rootfs
+	dsdt=$(upgraded_dsdt)
+
+	tables=$VM/tables
+	rm -rf "$tables"
+	mkdir -p "$tables/kernel/firmware/acpi"
+	cp "$dsdt" "$tables/kernel/firmware/acpi/dsdt.aml"
+	(cd "$tables" && find kernel | cpio -o -H newc --quiet) >"$VM/tables.cpio"
+	cat "$VM/tables.cpio" "$VM/rootfs.cpio" >"$VM/initrd.cpio"
+
+	nvg_log "booting the VM ($MODE)"
+	SECONDS=0
+	run_qemu "$MODE" "$VM/initrd.cpio" "$VM/$MODE.log"
+	nvg_log "VM ran for $SECONDS s"
+	grep -q '^=== NVG-DONE ===$' "$VM/$MODE.log" ||
+		nvg_die "the VM did not finish its job, see $VM/$MODE.log"
+}
+
+main

@@ -1,19 +1,21 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Build the x86_64 test kernel: Debian's linux-source-6.12 with this
-# repository overlaid as drivers/vfio/pci/nvgrace-gpu/, configured from
-# tests/config/x86_64.config on top of allnoconfig.  Source and objects are
+# Build the test kernel for $NVG_ARCH (x86_64, or arm64 cross-compiled):
+# Debian's linux-source-6.12 with this repository overlaid as
+# drivers/vfio/pci/nvgrace-gpu/, configured from tests/config/$NVG_ARCH.config
+# on top of allnoconfig.  Source and objects are
 # kept under $NVGRACE_CACHE (default ~/.cache/nvgrace) and compiled through
 # ccache, so a run after a driver-only change rebuilds only the driver.
 #
-# Outputs: $NVG_OUT/arch/x86/boot/bzImage, the modules installed below
-# $NVG_OUT/modroot and the uAPI headers below $NVG_OUT/usr/include.
+# Outputs: the kernel image ($NVG_OUT/$NVG_IMAGE), the modules installed
+# below $NVG_OUT/modroot, the uAPI headers below $NVG_OUT/usr/include and
+# the test helper module tests/pte_probe as $NVG_OUT/pte_probe/*.ko.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-FRAGMENT=$NVG_REPO/tests/config/x86_64.config
+FRAGMENT=$NVG_REPO/tests/config/$NVG_ARCH.config
 
 unpack_source() {
 	local id
@@ -24,7 +26,7 @@ unpack_source() {
 		return 0
 	fi
 	nvg_log "unpacking $NVG_TARBALL"
-	rm -rf "$NVG_KSRC" "$NVG_OUT" "$NVG_CACHE/linux-source-6.12"
+	rm -rf "$NVG_KSRC" "$NVG_CACHE"/out-* "$NVG_CACHE/linux-source-6.12"
 	mkdir -p "$NVG_CACHE"
 	tar -xJf "$NVG_TARBALL" -C "$NVG_CACHE"
 	mv "$NVG_CACHE/linux-source-6.12" "$NVG_KSRC"
@@ -80,19 +82,29 @@ configure() {
 	echo "$want" >"$NVG_OUT/.nvgrace-fragment"
 }
 
+# The test-only helper module, built as an external module against the
+# test kernel, from a copy so that no build product lands in the repository
+build_pte_probe() {
+	rsync -rc --delete "$NVG_REPO/tests/pte_probe/" "$NVG_OUT/pte_probe/"
+	nvg_make M="$NVG_OUT/pte_probe" modules >"$NVG_OUT/pte_probe.log" 2>&1 ||
+		{ cat "$NVG_OUT/pte_probe.log"; nvg_die "pte_probe build failed"; }
+}
+
 main() {
 	local start=$SECONDS
 
 	nvg_apt_install "${NVG_PACKAGES[@]}"
+	[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
 	unpack_source
 	overlay_driver
 	configure
 	nvg_log "building kernel and modules"
-	nvg_make bzImage modules >"$NVG_OUT/build.log" 2>&1 ||
+	nvg_make "$(basename "$NVG_IMAGE")" modules >"$NVG_OUT/build.log" 2>&1 ||
 		{ tail -n 40 "$NVG_OUT/build.log"; nvg_die "kernel build failed"; }
 	rm -rf "$NVG_OUT/modroot"
 	nvg_make INSTALL_MOD_PATH="$NVG_OUT/modroot" modules_install >/dev/null
 	nvg_make INSTALL_HDR_PATH="$NVG_OUT/usr" headers_install >/dev/null
+	build_pte_probe
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

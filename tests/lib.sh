@@ -7,7 +7,25 @@ NVG_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # that a rebuild after a driver change only rebuilds the driver.
 NVG_CACHE=${NVGRACE_CACHE:-$HOME/.cache/nvgrace}
 NVG_KSRC=$NVG_CACHE/linux-6.12
-NVG_OUT=$NVG_CACHE/out-x86_64
+# The architecture of the test kernel and VM: x86_64 (default) or arm64
+NVG_ARCH=${NVG_ARCH:-x86_64}
+NVG_OUT=$NVG_CACHE/out-$NVG_ARCH
+case "$NVG_ARCH" in
+x86_64)
+	NVG_KARCH=x86
+	NVG_CROSS=
+	NVG_IMAGE=arch/x86/boot/bzImage
+	;;
+arm64)
+	NVG_KARCH=arm64
+	NVG_CROSS=aarch64-linux-gnu-
+	NVG_IMAGE=arch/arm64/boot/Image
+	;;
+*)
+	echo "NVG_ARCH must be x86_64 or arm64, not '$NVG_ARCH'" >&2
+	exit 1
+	;;
+esac
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
 NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
 
@@ -43,9 +61,13 @@ nvg_apt_install() {
 NVG_PACKAGES=(linux-source-6.12 build-essential bc flex bison libssl-dev
 	libelf-dev ccache qemu-system-x86 acpica-tools busybox-static sparse
 	cpio kmod xz-utils rsync python3 python3-docutils perl)
+# And the arm64 rig: cross compiler and libc, QEMU and its UEFI firmware
+NVG_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	qemu-system-arm qemu-efi-aarch64)
 
 nvg_make() {
-	make -C "$NVG_KSRC" O="$NVG_OUT" -j"$(nproc)" CC="ccache gcc" \
+	make -C "$NVG_KSRC" O="$NVG_OUT" -j"$(nproc)" ARCH="$NVG_KARCH" \
+		CROSS_COMPILE="$NVG_CROSS" CC="ccache ${NVG_CROSS}gcc" \
 		KBUILD_BUILD_TIMESTAMP=nvgrace KBUILD_BUILD_USER=nvgrace \
 		KBUILD_BUILD_HOST=rig "$@"
 }
@@ -55,4 +77,24 @@ nvg_make() {
 nvg_section() {
 	sed -n "/^=== NVG-BEGIN $2 ===\$/,/^=== NVG-END $2 ===\$/p" "$1" |
 		sed '1d;$d'
+}
+
+# The arm64 guest runs Debian's arm64 busybox-static, unpacked from its
+# package into $NVG_CACHE (the host's own busybox is x86_64).
+nvg_arm64_busybox() {
+	local dir=$NVG_CACHE/busybox-arm64
+
+	if [ ! -x "$dir/bin/busybox" ]; then
+		dpkg --print-foreign-architectures | grep -qx arm64 || {
+			dpkg --add-architecture arm64
+			apt-get update -qq
+		}
+		rm -rf "$dir"
+		mkdir -p "$dir/deb"
+		(cd "$dir/deb" && apt-get download -qq -o APT::Sandbox::User=root busybox-static:arm64) ||
+			{ apt-get update -qq &&
+			  (cd "$dir/deb" && apt-get download -qq -o APT::Sandbox::User=root busybox-static:arm64); }
+		dpkg-deb -x "$dir"/deb/*.deb "$dir"
+	fi
+	echo "$dir/bin/busybox"
 }

@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# The test command: builds the test kernel with the driver, runs the static
-# checks, boots the emulated Grace Hopper machine, runs the KUnit suites and
-# the kselftest there, and checks the guest's log for kernel splats.
+# The test command: runs the static checks, then for x86_64 and arm64 builds
+# the test kernel with the driver, boots the emulated Grace Hopper machine,
+# runs the KUnit suites and the kselftest there, and checks the guest's log
+# for kernel splats.  NVG_ARCHES="x86_64" (or "arm64") runs one only.
 # Ends with one line "N passed, N failed, N skipped"; exits non-zero on any
 # failure.  Safe to run again: builds are incremental.
 
@@ -33,7 +34,7 @@ finish() {
 install_packages() {
 	local headers
 
-	nvg_apt_install "${NVG_PACKAGES[@]}"
+	nvg_apt_install "${NVG_PACKAGES[@]}" "${NVG_PACKAGES_ARM64[@]}"
 	# Debian's headers of its newest 6.12 kernel, for the out-of-tree check
 	headers=$(apt-cache search --names-only \
 		  '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' 2>/dev/null |
@@ -66,7 +67,7 @@ splat_check() {
 		echo "$hits" | head -n 40 | sed 's/^/# /'
 		tally 0 1
 	else
-		echo "ok - no kernel splat in the guest's log"
+		echo "ok - no kernel splat in $log"
 		tally 1 0
 	fi
 }
@@ -79,7 +80,7 @@ count() {
 # One KTAP document per suite (its debugfs results file): parse each with
 # kunit.py and add up the counts.
 kunit_results() {
-	local log=$1 dir=$NVG_OUT/vm/kunit doc out summary suite
+	local log=$1 dir=$2/kunit doc out summary suite
 
 	rm -rf "$dir"
 	mkdir -p "$dir"
@@ -111,7 +112,7 @@ kunit_results() {
 }
 
 kselftest_results() {
-	local log=$1 tap=$NVG_OUT/vm/kselftest.tap totals
+	local log=$1 tap=$2/kselftest.tap totals
 
 	nvg_section "$log" kselftest >"$tap"
 	cat "$tap"
@@ -127,20 +128,38 @@ kselftest_results() {
 	grep -q '^exit status 0$' "$tap" || tally 0 1
 }
 
+# Build, boot and test one architecture
+test_arch() {
+	local arch=$1 vm=$NVG_CACHE/out-$1/vm
+
+	echo "# ---- $arch ----"
+	if ! NVG_ARCH=$arch "$NVG_REPO/tests/build-kernel.sh"; then
+		tally 0 1
+		return
+	fi
+	if ! NVG_ARCH=$arch "$NVG_REPO/tests/vm/run-vm.sh" test; then
+		tally 0 1
+		[ -f "$vm/test.log" ] && tail -n 60 "$vm/test.log"
+		return
+	fi
+	splat_check "$vm/test.log"
+	kunit_results "$vm/test.log" "$vm"
+	kselftest_results "$vm/test.log" "$vm"
+}
+
 main() {
-	local log=$NVG_OUT/vm/test.log
+	local arch
 
 	install_packages || { echo "package installation failed"; tally 0 1; finish; }
-	"$NVG_REPO/tests/build-kernel.sh" || { tally 0 1; finish; }
-	static_checks
-	if ! "$NVG_REPO/tests/vm/run-vm.sh" test; then
+	# The static checks use the x86_64 tree
+	if NVG_ARCH=x86_64 "$NVG_REPO/tests/build-kernel.sh"; then
+		static_checks
+	else
 		tally 0 1
-		[ -f "$log" ] && tail -n 60 "$log"
-		finish
 	fi
-	splat_check "$log"
-	kunit_results "$log"
-	kselftest_results "$log"
+	for arch in ${NVG_ARCHES:-x86_64 arm64}; do
+		test_arch "$arch"
+	done
 	finish
 }
 

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +28,12 @@
 #define GPU_PLAIN	"0000:00:06.0"
 #define GPU_ODD		"0000:00:09.0"
 #define GPU_PORT	"0000:01:00.0"
+
+#if defined(__x86_64__)
+#define HAVE_PUD_PFNMAP	1
+#else
+#define HAVE_PUD_PFNMAP	0
+#endif
 
 #define RES	VFIO_PCI_BAR2_REGION_INDEX
 #define USE	VFIO_PCI_BAR4_REGION_INDEX
@@ -715,8 +722,12 @@ TEST_F(gpu, mmap_huge)
 
 	/* 4 KiB pages would take len / 2 MiB faults and a PTE page each */
 	EXPECT_LE(pte, 16);
-	/* PUD entries where the physical address allows, else PMD entries */
-	huge = variant->base % gib == 0 && len % gib == 0 ? gib : mib2;
+	/*
+	 * PUD entries (x86_64 only in 6.12) where the physical address
+	 * allows, else PMD entries
+	 */
+	huge = HAVE_PUD_PFNMAP && variant->base % gib == 0 && len % gib == 0 ?
+	       gib : mib2;
 	EXPECT_LE(faults, (long)(len / huge) + 2);
 	for (off = 0; off < len; off += mib2)
 		ASSERT_EQ((__u8)off, p[off]);
@@ -742,13 +753,67 @@ TEST_F(gpu, mmap_unaligned_address)
 	munmap(p, len);
 }
 
+/*
+ * The page-table entry of a user address, as the nvgrace_pte_probe test
+ * module reads it: "pfn=0x... type=..."; false when it cannot be read.
+ */
+static bool probe_pte(void *addr, unsigned long *pfn, char *type, size_t len)
+{
+	char buf[64], fmt[32];
+	bool ok = false;
+	int fd;
+
+	fd = open("/sys/kernel/debug/nvgrace_pte_probe", O_RDWR);
+	if (fd < 0)
+		return false;
+	snprintf(buf, sizeof(buf), "%p", addr);
+	if (write(fd, buf, strlen(buf)) == (ssize_t)strlen(buf)) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+		if (n > 0) {
+			buf[n] = '\0';
+			snprintf(fmt, sizeof(fmt), "pfn=%%lx type=%%%zus", len - 1);
+			ok = sscanf(buf, fmt, pfn, type) == 2;
+		}
+	}
+	close(fd);
+	return ok;
+}
+
+/* The memory type and the PFN of each mapping, from its page-table entry */
+TEST_F(gpu, mmap_page_type)
+{
+#if defined(__x86_64__)
+	static const char *const cached = "WB", *const uncached = "WC";
+#else
+	static const char *const cached = "Normal", *const uncached = "Normal-NC";
+#endif
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		__u64 phys = variant->base + (index == RES ? variant->len[USE] : 0);
+		size_t len = 4 * self->page;
+		unsigned long pfn;
+		char type[16];
+		__u8 *p;
+
+		p = map_region(self->fd, index, len, 0, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+		p[2 * self->page] = 1;
+		ASSERT_TRUE(probe_pte(p + 2 * self->page, &pfn, type,
+				      sizeof(type)));
+		EXPECT_EQ((phys + 2 * self->page) / self->page, pfn);
+		EXPECT_STREQ(index == RES ? uncached : cached, type);
+		munmap(p, len);
+	}
+}
+
+#if defined(__x86_64__)
 TEST_F(gpu, mmap_memory_type)
 {
 	const char *type;
 	__u8 *use, *res;
-
-	if (access("/sys/kernel/debug/x86/pat_memtype_list", R_OK))
-		SKIP(return, "no x86 PAT memtype list (not x86 or no debugfs)");
 
 	use = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
 	ASSERT_NE(MAP_FAILED, use);
@@ -767,6 +832,7 @@ TEST_F(gpu, mmap_memory_type)
 	munmap(use, self->page);
 	munmap(res, self->page);
 }
+#endif
 
 TEST_F(gpu, ioeventfd_refused_on_memory_bars)
 {
@@ -954,6 +1020,33 @@ TEST_F(plain, ioeventfd_allowed)
 	ioev.fd = -1;
 	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
 	close(efd);
+}
+
+/* ---- The test machine itself ---- */
+
+/* The GPU memory of the stand-ins must not be RAM the kernel uses */
+TEST(device_memory_is_not_system_ram)
+{
+	unsigned long long start, end;
+	char line[256];
+	int ram = 0, fields;
+	FILE *f;
+
+	f = fopen("/proc/iomem", "r");
+	ASSERT_NE(NULL, f);
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == ' ' || !strstr(line, "System RAM"))
+			continue;
+		fields = sscanf(line, "%llx-%llx", &start, &end);
+		ASSERT_EQ(2, fields);
+		ram++;
+		/* All device variants lie in [4 GiB, 10 GiB) */
+		EXPECT_TRUE(end < 0x100000000ULL || start >= 0x280000000ULL) {
+			TH_LOG("System RAM %s", line);
+		}
+	}
+	fclose(f);
+	EXPECT_GT(ram, 0);
 }
 
 /* ---- Functions whose firmware description is broken ---- */

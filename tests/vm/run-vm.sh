@@ -4,11 +4,13 @@
 # Boot the test kernel on an emulated machine whose stand-in PCI functions
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
-# Usage: run-vm.sh MODE     MODE is "test" or "demo" (see tests/vm/init)
+# Usage: [NVG_ARCH=arm64] run-vm.sh MODE
+#	MODE is "test" or "demo" (see tests/vm/init)
 #
-# The console log goes to $NVG_OUT/vm/MODE.log.  The VM is q35 under TCG
-# with an Intel vIOMMU; 6 GiB at 4 GiB of its RAM is kept from the kernel
-# with memmap= and serves as the GPU memory of the devices.  The guest's
+# The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
+# q35 with an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.
+# 6 GiB at 4 GiB of its RAM is kept from the guest kernel and serves as the
+# GPU memory of the devices.  The guest's
 # userland is an initramfs (busybox-static, the test programs, the modules):
 # self-contained and the same on every host, unlike the host's root over 9p.
 
@@ -19,48 +21,76 @@ MODE=${1:?usage: run-vm.sh test|demo}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
-# Stand-in functions at the slots that gh200.asl describes
-QEMU_ARGS=(-M q35 -cpu max -smp 2 -m 9G -nographic -no-reboot -nic none
-	-device intel-iommu)
+# Stand-in functions at the slots that gh200.asl describes, and the GPU
+# memory of the devices (4 GiB to 10 GiB) kept from the guest kernel
+STANDINS=()
 for slot in 05 06 07 08 09 0a 0b 0c; do
-	QEMU_ARGS+=(-device "bochs-display,addr=$slot.0")
+	STANDINS+=(-device "bochs-display,addr=$slot.0")
 done
-QEMU_ARGS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
+STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
 	-device bochs-display,bus=rp0,addr=00.0)
-KERNEL_ARGS="console=ttyS0 panic=-1 oops=panic memmap=6G\$4G intel_iommu=on"
-KERNEL_ARGS+=" vfio_iommu_type1.allow_unsafe_interrupts=1"
+KERNEL_ARGS="panic=-1 oops=panic vfio_iommu_type1.allow_unsafe_interrupts=1"
 KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
 
+case "$NVG_ARCH" in
+x86_64)
+	# q35 with an Intel vIOMMU (which must come before the stand-ins);
+	# memmap= keeps 4 GiB to 10 GiB of RAM from the kernel.
+	QEMU=qemu-system-x86_64
+	QEMU_ARGS=(-M q35 -cpu max -smp 2 -m 9G -nographic -no-reboot
+		-nic none -device intel-iommu "${STANDINS[@]}")
+	KERNEL_ARGS+=" console=ttyS0 memmap=6G\$4G intel_iommu=on"
+	;;
+arm64)
+	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI;
+	# RAM starts at 1 GiB and mem=1G leaves the rest alone, bar the
+	# kernel and the initrd that UEFI places near the top (above 10 GiB).
+	QEMU=qemu-system-aarch64
+	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3
+		-cpu max,pauth-impdef=on -smp 2 -m 11G -nographic -no-reboot
+		-nic none -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd
+		"${STANDINS[@]}")
+	KERNEL_ARGS+=" console=ttyAMA0 acpi=force mem=1G"
+	;;
+esac
+
 build_userland() {
-	local sel=$NVG_REPO/tests/selftests cflags
+	local sel=$NVG_REPO/tests/selftests cc=${NVG_CROSS}gcc cflags
 
 	cflags="-static -O2 -Wall -Werror -I$NVG_OUT/usr/include"
 	mkdir -p "$VM/root/bin"
 	# shellcheck disable=SC2086
-	gcc $cflags -I"$NVG_KSRC/tools/testing/selftests" \
+	$cc $cflags -I"$NVG_KSRC/tools/testing/selftests" \
 		-o "$VM/root/bin/nvgrace_vfio_test" \
 		"$sel/nvgrace_vfio_test.c" "$sel/nvgrace_vfio.c"
 	# shellcheck disable=SC2086
-	gcc $cflags -o "$VM/root/bin/nvgrace_info" \
+	$cc $cflags -o "$VM/root/bin/nvgrace_info" \
 		"$sel/nvgrace_info.c" "$sel/nvgrace_vfio.c"
 }
 
 build_rootfs() {
+	local busybox=/bin/busybox
+
+	[ "$NVG_ARCH" = arm64 ] && busybox=$(nvg_arm64_busybox)
 	rm -rf "$VM/root"
 	mkdir -p "$VM/root"/{bin,dev,proc,sys,tmp,lib}
-	cp /bin/busybox "$VM/root/bin/busybox"
+	cp "$busybox" "$VM/root/bin/busybox"
 	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
+	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" "$VM/root/lib/"
 	build_userland
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"
 }
 
 run_qemu() {
-	local mode=$1 initrd=$2 log=$3
+	local mode=$1 initrd=$2 log=$3 extra=()
 
-	timeout "$TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" \
-		-acpitable file="$VM/gh200.aml" \
-		-kernel "$NVG_OUT/arch/x86/boot/bzImage" -initrd "$initrd" \
+	# q35 takes the SSDT on the command line; virt refuses -acpitable
+	if [ "$NVG_ARCH" = x86_64 ]; then
+		extra=(-acpitable file="$VM/gh200.aml")
+	fi
+	timeout "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
+		-kernel "$NVG_OUT/$NVG_IMAGE" -initrd "$initrd" \
 		-append "$KERNEL_ARGS nvgrace.mode=$mode" </dev/null >"$log" 2>&1 ||
 		nvg_die "QEMU failed or timed out (mode $mode), see $log"
 	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
@@ -73,7 +103,7 @@ run_qemu() {
 upgraded_dsdt() {
 	local key cache
 
-	key=$(printf '%s\n' "$(qemu-system-x86_64 --version | head -n1)" \
+	key=$(printf '%s\n' "$("$QEMU" --version | head -n1)" \
 		"${QEMU_ARGS[*]}" | sha256sum | cut -c1-16)
 	cache=$VM/dsdt-$key.aml
 	if [ ! -s "$cache" ]; then
@@ -97,17 +127,23 @@ PY
 main() {
 	local dsdt tables
 
-	[ -f "$NVG_OUT/arch/x86/boot/bzImage" ] ||
+	[ -f "$NVG_OUT/$NVG_IMAGE" ] ||
 		nvg_die "no kernel: run tests/build-kernel.sh first"
 	mkdir -p "$VM"
 	iasl -p "$VM/gh200" "$NVG_REPO/tests/vm/gh200.asl" >/dev/null
 	build_rootfs
-	dsdt=$(upgraded_dsdt)
 
+	# ACPI tables handed over through the initrd: on x86_64 the upgraded
+	# DSDT, on arm64 (DSDT revision 2 already) the SSDT itself
 	tables=$VM/tables
 	rm -rf "$tables"
 	mkdir -p "$tables/kernel/firmware/acpi"
-	cp "$dsdt" "$tables/kernel/firmware/acpi/dsdt.aml"
+	if [ "$NVG_ARCH" = x86_64 ]; then
+		dsdt=$(upgraded_dsdt)
+		cp "$dsdt" "$tables/kernel/firmware/acpi/dsdt.aml"
+	else
+		cp "$VM/gh200.aml" "$tables/kernel/firmware/acpi/ssdt.aml"
+	fi
 	(cd "$tables" && find kernel | cpio -o -H newc --quiet) >"$VM/tables.cpio"
 	cat "$VM/tables.cpio" "$VM/rootfs.cpio" >"$VM/initrd.cpio"
 

@@ -79,6 +79,11 @@ nvg_section() {
 		sed '1d;$d'
 }
 
+# Download the .deb of package $1 into folder $2
+nvg_download() {
+	(cd "$2" && apt-get download -qq -o APT::Sandbox::User=root "$1")
+}
+
 # The arm64 guest runs Debian's arm64 busybox-static, unpacked from its
 # package into $NVG_CACHE (the host's own busybox is x86_64).
 nvg_arm64_busybox() {
@@ -91,9 +96,10 @@ nvg_arm64_busybox() {
 		}
 		rm -rf "$dir"
 		mkdir -p "$dir/deb"
-		(cd "$dir/deb" && apt-get download -qq -o APT::Sandbox::User=root busybox-static:arm64) ||
+		# Package lists may be stale: update once if the first try fails
+		nvg_download busybox-static:arm64 "$dir/deb" ||
 			{ apt-get update -qq &&
-			  (cd "$dir/deb" && apt-get download -qq -o APT::Sandbox::User=root busybox-static:arm64); }
+			  nvg_download busybox-static:arm64 "$dir/deb"; }
 		dpkg-deb -x "$dir"/deb/*.deb "$dir"
 	fi
 	echo "$dir/bin/busybox"

@@ -31,19 +31,22 @@ finish() {
 	exit
 }
 
+# Debian's headers package of its newest 6.12 kernel, for the out-of-tree
+# check; empty when the package lists do not know one
+newest_headers() {
+	apt-cache search --names-only \
+		'^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' 2>/dev/null |
+		cut -d' ' -f1 | sort -V | tail -n1
+}
+
 install_packages() {
 	local headers
 
 	nvg_apt_install "${NVG_PACKAGES[@]}" "${NVG_PACKAGES_ARM64[@]}"
-	# Debian's headers of its newest 6.12 kernel, for the out-of-tree check
-	headers=$(apt-cache search --names-only \
-		  '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' 2>/dev/null |
-		  cut -d' ' -f1 | sort -V | tail -n1)
+	headers=$(newest_headers)
 	if [ -z "$headers" ]; then
 		apt-get update -qq
-		headers=$(apt-cache search --names-only \
-			  '^linux-headers-6\.12\.[0-9.]+\+deb12-amd64$' |
-			  cut -d' ' -f1 | sort -V | tail -n1)
+		headers=$(newest_headers)
 	fi
 	[ -n "$headers" ] && nvg_apt_install "$headers"
 }

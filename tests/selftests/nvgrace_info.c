@@ -7,6 +7,7 @@
  * Usage: nvgrace_info BDF GPU-MEMORY-BASE
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +35,43 @@ static void flags_str(__u32 flags, char *buf, size_t len)
 		 flags & VFIO_REGION_INFO_FLAG_CAPS ? "C" : "-");
 }
 
-/* The mmap-able area, from the sparse capability, as "[start, end)" */
-static void mmap_area(int fd, unsigned int index, char *buf, size_t len)
+/*
+ * The one mmap-able area of a region, from its sparse mmap capability;
+ * false when the region has no such capability.
+ */
+static bool sparse_area(int fd, unsigned int index, __u64 *offset,
+			__u64 *size)
 {
 	const struct vfio_region_info_cap_sparse_mmap *sparse;
 	struct vfio_region_info *info = nvg_region_info_caps(fd, index);
+	bool found = false;
 
-	snprintf(buf, len, "-");
 	if (!info)
-		return;
+		return false;
 	sparse = (const void *)nvg_find_cap(info,
 					    VFIO_REGION_INFO_CAP_SPARSE_MMAP);
-	if (sparse && sparse->nr_areas == 1)
-		snprintf(buf, len, "[%#llx, %#llx)",
-			 (unsigned long long)sparse->areas[0].offset,
-			 (unsigned long long)(sparse->areas[0].offset +
-					      sparse->areas[0].size));
+	if (sparse && sparse->nr_areas == 1) {
+		*offset = sparse->areas[0].offset;
+		*size = sparse->areas[0].size;
+		found = true;
+	}
+	free(info);
+	return found;
+}
+
+/* The mmap-able area of a region, as "[start, end)" */
+static void mmap_area(int fd, const struct vfio_region_info *info, char *buf,
+		      size_t len)
+{
+	__u64 offset, size;
+
+	if (sparse_area(fd, info->index, &offset, &size))
+		snprintf(buf, len, "[%#llx, %#llx)", (unsigned long long)offset,
+			 (unsigned long long)(offset + size));
 	else if (info->flags & VFIO_REGION_INFO_FLAG_MMAP)
 		snprintf(buf, len, "whole region");
-	free(info);
+	else
+		snprintf(buf, len, "-");
 }
 
 /* Map the first page of a region, touch it, and report its memory type */
@@ -72,26 +91,9 @@ static const char *caching(int fd, unsigned int index, __u64 phys)
 	return type ? type : "unknown (no PAT record)";
 }
 
-/* Length of the mmap-able area of a region, 0 when it has none */
-static __u64 mmap_len(int fd, unsigned int index)
-{
-	const struct vfio_region_info_cap_sparse_mmap *sparse;
-	struct vfio_region_info *info = nvg_region_info_caps(fd, index);
-	__u64 len = 0;
-
-	if (!info)
-		return 0;
-	sparse = (const void *)nvg_find_cap(info,
-					    VFIO_REGION_INFO_CAP_SPARSE_MMAP);
-	if (sparse && sparse->nr_areas == 1)
-		len = sparse->areas[0].size;
-	free(info);
-	return len;
-}
-
 int main(int argc, char **argv)
 {
-	__u64 ones = ~0ULL, base, usemem_len;
+	__u64 ones = ~0ULL, base, offset, usemem_len = 0;
 	struct nvg_dev dev;
 	char drv[64], flags[8], area[64];
 	unsigned int i;
@@ -112,7 +114,8 @@ int main(int argc, char **argv)
 	}
 
 	/* usemem is whole memory blocks: all of it is mmap-able */
-	usemem_len = mmap_len(dev.device_fd, VFIO_PCI_BAR4_REGION_INDEX);
+	sparse_area(dev.device_fd, VFIO_PCI_BAR4_REGION_INDEX, &offset,
+		    &usemem_len);
 
 	printf("device %s, driver %s, GPU memory at %#llx\n\n", argv[1], drv,
 	       (unsigned long long)base);
@@ -125,7 +128,7 @@ int main(int argc, char **argv)
 		if (nvg_region_info(dev.device_fd, i, &info))
 			continue;
 		flags_str(info.flags, flags, sizeof(flags));
-		mmap_area(dev.device_fd, i, area, sizeof(area));
+		mmap_area(dev.device_fd, &info, area, sizeof(area));
 		if (usemem_len && i == VFIO_PCI_BAR4_REGION_INDEX)
 			type = caching(dev.device_fd, i, base);
 		if (usemem_len && i == VFIO_PCI_BAR2_REGION_INDEX)

@@ -3,6 +3,7 @@
  * User-space helpers of the nvgrace-gpu-vfio-pci tests: see nvgrace_vfio.h.
  * Every function returns -1 with errno set, or NULL, on failure.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,18 +29,25 @@ static int write_file(const char *path, const char *val)
 	return n < 0 ? -1 : 0;
 }
 
-int nvg_bound_driver(const char *bdf, char *name, size_t len)
+/* The last component of what the sysfs link @attr of @bdf points to */
+static int link_name(const char *bdf, const char *attr, char *name,
+		     size_t len)
 {
 	char path[PATH_MAX], target[PATH_MAX];
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr);
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)
 		return -1;
 	target[n] = '\0';
 	snprintf(name, len, "%s", strrchr(target, '/') + 1);
 	return 0;
+}
+
+int nvg_bound_driver(const char *bdf, char *name, size_t len)
+{
+	return link_name(bdf, "driver", name, len);
 }
 
 /* Bind @bdf to @driver the way operators do: driver_override + drivers_probe */
@@ -79,16 +87,12 @@ static void nvg_init(struct nvg_dev *dev)
 int nvg_open_group(const char *bdf, struct nvg_dev *dev)
 {
 	struct vfio_group_status status = { .argsz = sizeof(status) };
-	char path[PATH_MAX], target[PATH_MAX];
-	ssize_t n;
+	char path[PATH_MAX], group[64];
 
 	nvg_init(dev);
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
+	if (link_name(bdf, "iommu_group", group, sizeof(group)))
 		return -1;
-	target[n] = '\0';
-	snprintf(path, sizeof(path), "/dev/vfio/%s", strrchr(target, '/') + 1);
+	snprintf(path, sizeof(path), "/dev/vfio/%s", group);
 
 	dev->container_fd = open("/dev/vfio/vfio", O_RDWR);
 	if (dev->container_fd < 0)
@@ -122,23 +126,26 @@ int nvg_open_cdev(const char *bdf, struct nvg_dev *dev)
 		.argsz = sizeof(attach)
 	};
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
-	char path[PATH_MAX], name[64] = "";
-	FILE *ls;
+	char path[PATH_MAX];
+	struct dirent *ent;
+	DIR *dir;
 
 	nvg_init(dev);
-	snprintf(path, sizeof(path), "ls /sys/bus/pci/devices/%s/vfio-dev", bdf);
-	ls = popen(path, "r");
-	if (!ls)
+	/* The device's cdev, vfioN, is the one entry of its vfio-dev folder */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", bdf);
+	dir = opendir(path);
+	if (!dir)
 		return -1;
-	if (!fgets(name, sizeof(name), ls))
-		name[0] = '\0';
-	pclose(ls);
-	name[strcspn(name, "\n")] = '\0';
-	if (!name[0]) {
+	path[0] = '\0';
+	while ((ent = readdir(dir)))
+		if (!strncmp(ent->d_name, "vfio", 4))
+			snprintf(path, sizeof(path), "/dev/vfio/devices/%s",
+				 ent->d_name);
+	closedir(dir);
+	if (!path[0]) {
 		errno = ENOENT;
 		return -1;
 	}
-	snprintf(path, sizeof(path), "/dev/vfio/devices/%s", name);
 
 	dev->iommufd = open("/dev/iommu", O_RDWR);
 	if (dev->iommufd < 0)

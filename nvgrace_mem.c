@@ -14,10 +14,10 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
+#include <linux/pagemap.h>
 #include <linux/pci.h>
 #include <linux/pfn_t.h>
 #include <linux/property.h>
-#include <linux/slab.h>
 #include <linux/uaccess.h>
 
 #include "nvgrace.h"
@@ -26,11 +26,13 @@
 #define NVGRACE_PROP_SIZE	"nvidia,gpu-mem-size"
 
 /*
- * read() and write() copy through a bounce buffer of at most this size, so
- * that memory_lock is never held across a user copy: the user buffer may be
- * a mapping of this very device, whose fault handler takes memory_lock.
+ * read() and write() copy at most this much at a time with memory_lock
+ * held, so that a reset or a low-power entry waits for one chunk only.
  */
-#define NVGRACE_RW_CHUNK	SZ_64K
+#define NVGRACE_RW_CHUNK	SZ_1M
+
+/* What reads of the padding between the region end and the BAR end return */
+static const u8 nvgrace_mem_ones[256] = { [0 ... 255] = 0xff };
 
 /* Mask of the page offset within a region, in vm_pgoff */
 #define NVGRACE_PGOFF_MASK	(VFIO_PCI_OFFSET_MASK >> PAGE_SHIFT)
@@ -277,50 +279,97 @@ VISIBLE_IF_KUNIT int nvgrace_mem_clip(const struct nvgrace_mem_region *region,
 }
 EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_clip);
 
-static int nvgrace_mem_read_chunk(struct nvgrace_gpu_device *nvdev,
-				  struct nvgrace_mem_region *region, u64 pos,
-				  u8 *bounce, size_t len, size_t mem_len,
-				  char __user *buf)
+/*
+ * One copy between user memory and the GPU memory, with page faults
+ * disabled.  Return: the number of bytes not copied.
+ */
+static size_t nvgrace_mem_copy_nofault(struct nvgrace_mem_region *region,
+				       u64 pos, char __user *buf, size_t len,
+				       bool iswrite)
 {
-	struct vfio_pci_core_device *core = &nvdev->core;
+	void *kaddr = region->kaddr + pos;
+	size_t left;
 
-	down_read(&core->memory_lock);
-	if (!nvgrace_mem_accessible(core)) {
-		up_read(&core->memory_lock);
-		return -EIO;
-	}
-	if (mem_len)
-		memcpy(bounce, region->kaddr + pos, mem_len);
-	up_read(&core->memory_lock);
-	memset(bounce + mem_len, 0xff, len - mem_len);
-
-	return copy_to_user(buf, bounce, len) ? -EFAULT : 0;
+	pagefault_disable();
+	if (iswrite)
+		left = __copy_from_user_inatomic(kaddr, buf, len);
+	else
+		left = __copy_to_user_inatomic(buf, kaddr, len);
+	pagefault_enable();
+	return left;
 }
 
-static int nvgrace_mem_write_chunk(struct nvgrace_gpu_device *nvdev,
-				   struct nvgrace_mem_region *region, u64 pos,
-				   u8 *bounce, size_t mem_len,
-				   const char __user *buf)
+/*
+ * Copy @len bytes between the user buffer and the GPU memory at @pos, with
+ * memory_lock held so that the device cannot enter a reset or a low-power
+ * state meanwhile.  memory_lock must not be held across a user page fault:
+ * the user buffer may be a mapping of this very device, whose fault
+ * handler takes it too, and a writer queued in between would deadlock
+ * both.  So the copy runs with page faults disabled, and user pages that
+ * are not present are faulted in with the lock dropped, before a retry.
+ *
+ * Return: bytes copied, or a negative errno when none were.
+ */
+static ssize_t nvgrace_mem_copy(struct nvgrace_gpu_device *nvdev,
+				struct nvgrace_mem_region *region, u64 pos,
+				char __user *buf, size_t len, bool iswrite)
 {
 	struct vfio_pci_core_device *core = &nvdev->core;
+	size_t done = 0, left;
 
-	/* Bytes written to the padding are dropped, not even read */
-	if (copy_from_user(bounce, buf, mem_len))
-		return -EFAULT;
+	while (done < len) {
+		down_read(&core->memory_lock);
+		if (!nvgrace_mem_accessible(core)) {
+			up_read(&core->memory_lock);
+			return done ?: -EIO;
+		}
+		left = nvgrace_mem_copy_nofault(region, pos + done, buf + done,
+						len - done, iswrite);
+		/* Other mappings (user, guest) must find the data in memory */
+		if (iswrite && nvgrace_mem_is_resmem(nvdev, region))
+			wmb();	/* drain the write-combining buffers */
+		up_read(&core->memory_lock);
+
+		done = len - left;
+		if (!left)
+			break;
+		/* read() writes the user buffer, write() reads it */
+		if ((iswrite ? fault_in_readable(buf + done, left) :
+			       fault_in_writeable(buf + done, left)) == left)
+			return done ?: -EFAULT;
+	}
+	return done;
+}
+
+/*
+ * An access to the padding between the region end and the BAR end: reads
+ * return all-ones and writes are dropped, but only while the GPU memory
+ * itself could be reached, as with a real BAR.
+ *
+ * Return: bytes served, or a negative errno when none were.
+ */
+static ssize_t nvgrace_mem_pad(struct vfio_pci_core_device *core,
+			       char __user *buf, size_t len, bool iswrite)
+{
+	size_t done = 0, n, left;
+	bool accessible;
 
 	down_read(&core->memory_lock);
-	if (!nvgrace_mem_accessible(core)) {
-		up_read(&core->memory_lock);
-		return -EIO;
-	}
-	if (mem_len) {
-		memcpy(region->kaddr + pos, bounce, mem_len);
-		/* Other mappings (user, guest) must find the data in memory */
-		if (nvgrace_mem_is_resmem(nvdev, region))
-			wmb();	/* drain the write-combining buffers */
-	}
+	accessible = nvgrace_mem_accessible(core);
 	up_read(&core->memory_lock);
-	return 0;
+	if (!accessible)
+		return -EIO;
+	if (iswrite)
+		return len;
+
+	while (done < len) {
+		n = min(len - done, sizeof(nvgrace_mem_ones));
+		left = copy_to_user(buf + done, nvgrace_mem_ones, n);
+		done += n - left;
+		if (left)
+			return done ?: -EFAULT;
+	}
+	return done;
 }
 
 /**
@@ -333,6 +382,9 @@ static int nvgrace_mem_write_chunk(struct nvgrace_gpu_device *nvdev,
  *	bytes transferred
  * @iswrite: true for write()
  *
+ * The GPU memory is copied directly to or from the user buffer, in chunks.
+ * Bytes written to the padding are dropped, not even read.
+ *
  * Return: bytes transferred, or a negative errno when none were: -EINVAL
  * for a position at or beyond the BAR size, -EIO while the device is in a
  * low-power state, -EFAULT for a bad user buffer, -ENOMEM.
@@ -343,13 +395,14 @@ ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
 {
 	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
 	struct nvgrace_mem_span span;
-	size_t done = 0;
-	u8 *bounce;
-	int ret;
+	size_t done = 0, len;
+	ssize_t ret;
 
 	ret = nvgrace_mem_clip(region, pos, count, &span);
 	if (ret || !span.total)
 		return ret;
+	if (!access_ok(buf, span.total))
+		return -EFAULT;
 
 	if (span.mem) {
 		ret = nvgrace_mem_map_kernel(nvdev, region);
@@ -357,31 +410,24 @@ ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
 			return ret;
 	}
 
-	bounce = kvmalloc(min_t(size_t, span.total, NVGRACE_RW_CHUNK),
-			  GFP_KERNEL);
-	if (!bounce)
-		return -ENOMEM;
-
 	while (done < span.total) {
-		size_t len = min_t(size_t, span.total - done, NVGRACE_RW_CHUNK);
-		size_t mem_len = done < span.mem ?
-				 min(len, span.mem - done) : 0;
-
-		if (iswrite)
-			ret = nvgrace_mem_write_chunk(nvdev, region, pos + done,
-						      bounce, mem_len,
-						      buf + done);
-		else
-			ret = nvgrace_mem_read_chunk(nvdev, region, pos + done,
-						     bounce, len, mem_len,
-						     buf + done);
-		if (ret)
+		len = min_t(size_t, span.total - done, NVGRACE_RW_CHUNK);
+		if (done < span.mem) {
+			len = min(len, span.mem - done);
+			ret = nvgrace_mem_copy(nvdev, region, pos + done,
+					       buf + done, len, iswrite);
+		} else {
+			ret = nvgrace_mem_pad(&nvdev->core, buf + done, len,
+					      iswrite);
+		}
+		if (ret < 0)
 			break;
-		done += len;
+		done += ret;
+		if ((size_t)ret < len)
+			break;
 		/* A request may cover gigabytes */
 		cond_resched();
 	}
-	kvfree(bounce);
 
 	if (!done)
 		return ret;

@@ -444,7 +444,7 @@ static void fill(__u8 *buf, size_t len, unsigned int seed)
 
 TEST_F(gpu, rw_roundtrip)
 {
-	size_t len = 3 * 65536 + 100;	/* spans several bounce chunks */
+	size_t len = (2 << 20) + 100;	/* spans the driver's 1 MiB chunks */
 	__u8 *in = malloc(len), *out = malloc(len);
 	unsigned int i;
 
@@ -564,10 +564,82 @@ TEST_F(gpu, rw_bad_user_buffer)
 	munmap(bad, self->page);
 }
 
+/* A bad page in the middle of the user buffer: the bytes before it count */
+TEST_F(gpu, rw_short_user_buffer)
+{
+	size_t page = self->page;
+	__u8 *buf = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	__u8 *data = malloc(page);
+	unsigned int i;
+	ssize_t n;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_NE(NULL, data);
+	ASSERT_EQ(0, mprotect(buf + page, page, PROT_NONE));
+	for (i = 0; i < 2; i++) {
+		off_t base = nvg_region_offset(mem_regions[i]);
+
+		fill(data, page, 40 + i);
+		ASSERT_EQ((ssize_t)page, pwrite(self->fd, data, page, base));
+
+		n = pread(self->fd, buf, 2 * page, base);
+		ASSERT_GT(n, 0);
+		EXPECT_LE(n, (ssize_t)page);
+		EXPECT_EQ(0, memcmp(buf, data, n));
+
+		memcpy(buf, data, page);
+		n = pwrite(self->fd, buf, 2 * page, base + page);
+		ASSERT_GT(n, 0);
+		EXPECT_LE(n, (ssize_t)page);
+	}
+	free(data);
+	munmap(buf, 2 * page);
+}
+
 static void *map_region(int fd, int index, size_t len, off_t off, int flags)
 {
 	return mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd,
 		    nvg_region_offset(index) + off);
+}
+
+/*
+ * read() into and write() from mappings of the device itself, not faulted
+ * in yet: the driver copies with page faults disabled under memory_lock
+ * and faults the user pages in with the lock dropped.
+ */
+TEST_F(gpu, rw_through_own_mapping)
+{
+	size_t len = (3 << 20) + 3 * 4096 + 11;
+	size_t map_len = (len + 2 * self->page) & ~(self->page - 1);
+	__u8 *use, *res, *data = malloc(len);
+
+	ASSERT_NE(NULL, data);
+	fill(data, len, 77);
+	ASSERT_EQ((ssize_t)len, pwrite(self->fd, data, len,
+				       nvg_region_offset(USE) + 5));
+
+	/* usemem -> resmem, the source a fresh mapping of usemem */
+	use = map_region(self->fd, USE, map_len, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, use);
+	ASSERT_EQ((ssize_t)len, pwrite(self->fd, use + 5, len,
+				       nvg_region_offset(RES) + 9));
+	munmap(use, map_len);
+
+	/* resmem -> usemem, the destination a fresh mapping of usemem */
+	use = map_region(self->fd, USE, map_len, self->page, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, use);
+	ASSERT_EQ((ssize_t)len, pread(self->fd, use + 1, len,
+				      nvg_region_offset(RES) + 9));
+	EXPECT_EQ(0, memcmp(use + 1, data, len));
+	munmap(use, map_len);
+
+	/* And resmem as it is mapped */
+	res = map_region(self->fd, RES, map_len, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, res);
+	EXPECT_EQ(0, memcmp(res + 9, data, len));
+	munmap(res, map_len);
+	free(data);
 }
 
 TEST_F(gpu, mmap_bounds)

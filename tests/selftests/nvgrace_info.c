@@ -35,37 +35,13 @@ static void flags_str(__u32 flags, char *buf, size_t len)
 		 flags & VFIO_REGION_INFO_FLAG_CAPS ? "C" : "-");
 }
 
-/*
- * The one mmap-able area of a region, from its sparse mmap capability;
- * false when the region has no such capability.
- */
-static bool sparse_area(int fd, unsigned int index, __u64 *offset,
-			__u64 *size)
-{
-	const struct vfio_region_info_cap_sparse_mmap *sparse;
-	struct vfio_region_info *info = nvg_region_info_caps(fd, index);
-	bool found = false;
-
-	if (!info)
-		return false;
-	sparse = (const void *)nvg_find_cap(info,
-					    VFIO_REGION_INFO_CAP_SPARSE_MMAP);
-	if (sparse && sparse->nr_areas == 1) {
-		*offset = sparse->areas[0].offset;
-		*size = sparse->areas[0].size;
-		found = true;
-	}
-	free(info);
-	return found;
-}
-
 /* The mmap-able area of a region, as "[start, end)" */
 static void mmap_area(int fd, const struct vfio_region_info *info, char *buf,
 		      size_t len)
 {
 	__u64 offset, size;
 
-	if (sparse_area(fd, info->index, &offset, &size))
+	if (nvg_sparse_area(fd, info->index, &offset, &size))
 		snprintf(buf, len, "[%#llx, %#llx)", (unsigned long long)offset,
 			 (unsigned long long)(offset + size));
 	else if (info->flags & VFIO_REGION_INFO_FLAG_MMAP)
@@ -114,8 +90,8 @@ int main(int argc, char **argv)
 	}
 
 	/* usemem is whole memory blocks: all of it is mmap-able */
-	sparse_area(dev.device_fd, VFIO_PCI_BAR4_REGION_INDEX, &offset,
-		    &usemem_len);
+	nvg_sparse_area(dev.device_fd, VFIO_PCI_BAR4_REGION_INDEX, &offset,
+			&usemem_len);
 
 	printf("device %s, driver %s, GPU memory at %#llx\n\n", argv[1], drv,
 	       (unsigned long long)base);

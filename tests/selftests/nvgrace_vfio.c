@@ -224,6 +224,29 @@ nvg_find_cap(const struct vfio_region_info *info, __u16 id)
 	return NULL;
 }
 
+/*
+ * The one mmap-able area of a region, from its sparse mmap capability;
+ * false when the region has no such capability.
+ */
+bool nvg_sparse_area(int fd, unsigned int index, __u64 *offset, __u64 *size)
+{
+	const struct vfio_region_info_cap_sparse_mmap *sparse;
+	struct vfio_region_info *info = nvg_region_info_caps(fd, index);
+	bool found = false;
+
+	if (!info)
+		return false;
+	sparse = (const void *)nvg_find_cap(info,
+					    VFIO_REGION_INFO_CAP_SPARSE_MMAP);
+	if (sparse && sparse->nr_areas == 1) {
+		*offset = sparse->areas[0].offset;
+		*size = sparse->areas[0].size;
+		found = true;
+	}
+	free(info);
+	return found;
+}
+
 /* File offset of a region: the index encoding of vfio-pci */
 off_t nvg_region_offset(unsigned int index)
 {

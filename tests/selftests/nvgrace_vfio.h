@@ -39,6 +39,7 @@ int nvg_region_info(int fd, unsigned int index, struct vfio_region_info *info);
 struct vfio_region_info *nvg_region_info_caps(int fd, unsigned int index);
 const struct vfio_info_cap_header *
 nvg_find_cap(const struct vfio_region_info *info, __u16 id);
+bool nvg_sparse_area(int fd, unsigned int index, __u64 *offset, __u64 *size);
 
 off_t nvg_region_offset(unsigned int index);
 ssize_t nvg_cfg_read(int fd, off_t pos, void *buf, size_t len);

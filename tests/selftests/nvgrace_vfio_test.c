@@ -806,6 +806,61 @@ TEST_F(gpu, mmap_huge)
 	munmap(p, len);
 }
 
+/*
+ * Faults a mapping at a 1 GiB aligned user address of @len bytes of GPU
+ * memory at @phys takes when every page is touched: one per 1 GiB (where
+ * the kernel has PUD PFN maps) or 2 MiB block that fits whole and is
+ * aligned, one per page elsewhere.
+ */
+static long expected_faults(__u64 phys, size_t len, size_t page)
+{
+	size_t gib = 1UL << 30, mib2 = 2UL << 20, off = 0, step;
+	long faults = 0;
+
+	while (off < len) {
+		if (HAVE_PUD_PFNMAP && (phys + off) % gib == 0 &&
+		    off + gib <= len)
+			step = gib;
+		else if ((phys + off) % mib2 == 0 && off + mib2 <= len)
+			step = mib2;
+		else
+			step = page;
+		off += step;
+		faults++;
+	}
+	return faults;
+}
+
+/*
+ * resmem is not a whole number of huge pages on every device: it gets huge
+ * entries where they fit and small ones at the tail, all of them working.
+ * Faults are counted on reads: a write to a small PFN-map entry may take a
+ * second fault to make it writable (arm64 without hardware dirty-bit
+ * management), which says nothing about the entry size.
+ */
+TEST_F(gpu, mmap_huge_then_small_tail)
+{
+	size_t len = variant->len[RES] & ~(self->page - 1), off;
+	__u64 phys = variant->base + variant->len[USE];
+	long faults, want = expected_faults(phys, len, self->page);
+	__u8 *p;
+
+	p = map_aligned(self->fd, RES, len, 1UL << 30, false, self->page);
+	ASSERT_NE(MAP_FAILED, p);
+	faults = minor_faults();
+	for (off = 0; off < len; off += self->page)
+		__atomic_load_n(p + off, __ATOMIC_RELAXED);
+	faults = minor_faults() - faults;
+	TH_LOG("%zu MiB: %ld faults, %ld expected", len >> 20, faults, want);
+	EXPECT_GE(faults, want);
+	EXPECT_LE(faults, want + 2);
+	for (off = 0; off < len; off += self->page)
+		p[off] = (__u8)(off >> 12);
+	for (off = 0; off < len; off += self->page)
+		ASSERT_EQ((__u8)(off >> 12), p[off]);
+	munmap(p, len);
+}
+
 /* A user address not aligned for huge pages gets small pages, not an error */
 TEST_F(gpu, mmap_unaligned_address)
 {

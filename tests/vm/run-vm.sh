@@ -4,8 +4,9 @@
 # Boot the test kernel on an emulated machine whose stand-in PCI functions
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
-# Usage: [NVG_ARCH=arm64] run-vm.sh MODE
-#	MODE is "test" or "demo" (see tests/vm/init)
+# Usage: [NVG_ARCH=arm64] [NVGRACE_QEMU_CPU=model] run-vm.sh MODE
+#	MODE is "test", "demo" or "bench" (see tests/vm/init); on x86_64,
+#	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
 # The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
 # q35 with an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.
@@ -17,7 +18,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-MODE=${1:?usage: run-vm.sh test|demo}
+MODE=${1:?usage: run-vm.sh test|demo|bench}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
@@ -37,7 +38,8 @@ x86_64)
 	# q35 with an Intel vIOMMU (which must come before the stand-ins);
 	# memmap= keeps 4 GiB to 10 GiB of RAM from the kernel.
 	QEMU=qemu-system-x86_64
-	QEMU_ARGS=(-M q35 -cpu max -smp 2 -m 9G -nographic -no-reboot
+	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 9G
+		-nographic -no-reboot
 		-nic none -device intel-iommu "${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyS0 memmap=6G\$4G intel_iommu=on"
 	;;
@@ -66,6 +68,9 @@ build_userland() {
 	# shellcheck disable=SC2086
 	$cc $cflags -o "$VM/root/bin/nvgrace_info" \
 		"$sel/nvgrace_info.c" "$sel/nvgrace_vfio.c"
+	# shellcheck disable=SC2086
+	$cc $cflags -o "$VM/root/bin/nvgrace_bench" \
+		"$sel/nvgrace_bench.c" "$sel/nvgrace_vfio.c"
 }
 
 build_rootfs() {
@@ -78,6 +83,11 @@ build_rootfs() {
 	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
 	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" "$VM/root/lib/"
+	# The upstream driver, for the benchmark (tests/run-bench.sh)
+	if [ "$MODE" = bench ]; then
+		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \
+			"$VM/root/lib/nvgrace_upstream.ko"
+	fi
 	build_userland
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"
 }

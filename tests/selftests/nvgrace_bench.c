@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nvgrace_vfio.h"
@@ -64,38 +62,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_minflt;
-}
-
-/* Page-table memory of this process, in KiB */
-static long vm_pte_kib(void)
-{
-	char line[128];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		die("/proc/self/status");
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -134,10 +100,10 @@ static void map_region(int fd, unsigned int index, size_t len,
 	/* Only the mmap() of the device is timed, not a replacement */
 	munmap((void *)aligned, len);
 
-	start = now();
+	start = nvg_now();
 	p = mmap((void *)aligned, len, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_FIXED, fd, nvg_region_offset(index));
-	m->seconds = now() - start;
+	m->seconds = nvg_now() - start;
 	if (p == MAP_FAILED)
 		die("mmap of the region");
 	m->addr = p;
@@ -167,13 +133,13 @@ static double mmap_latency(int fd, unsigned int index, size_t len)
 /* One write per page of the mapping; returns the time taken */
 static double touch_pages(struct mapping *m)
 {
-	double start = now();
+	double start = nvg_now();
 	size_t off;
 
 	for (off = 0; off < m->len; off += SZ_4K)
 		__atomic_store_n((__u64 *)(m->addr + off), off,
 				 __ATOMIC_RELAXED);
-	return now() - start;
+	return nvg_now() - start;
 }
 
 static void measure_mapping(int fd, const char *name, unsigned int index,
@@ -187,13 +153,13 @@ static void measure_mapping(int fd, const char *name, unsigned int index,
 	printf("%s.mmap_4k_us %.1f\n", name, mmap_latency(fd, index, SZ_4K));
 	printf("%s.mmap_us %.1f\n", name, mmap_latency(fd, index, len));
 
-	pte_before = vm_pte_kib();
+	pte_before = nvg_vm_pte_kib();
 	map_region(fd, index, len, &m);
-	faults_before = minor_faults();
+	faults_before = nvg_minor_faults();
 	t = touch_pages(&m);
 	printf("%s.touch_ms %.1f\n", name, t * 1e3);
-	printf("%s.touch_faults %ld\n", name, minor_faults() - faults_before);
-	printf("%s.vmpte_kib %ld\n", name, vm_pte_kib() - pte_before);
+	printf("%s.touch_faults %ld\n", name, nvg_minor_faults() - faults_before);
+	printf("%s.vmpte_kib %ld\n", name, nvg_vm_pte_kib() - pte_before);
 	printf("%s.second_pass_ms %.1f\n", name, touch_pages(&m) * 1e3);
 	unmap_region(&m);
 }
@@ -205,7 +171,7 @@ static void measure_mapping(int fd, const char *name, unsigned int index,
 static double rw_run(int fd, off_t base, size_t len, size_t req, bool write,
 		     __u8 *buf)
 {
-	double start = now(), t;
+	double start = nvg_now(), t;
 	size_t pos = 0, done = 0;
 	ssize_t n;
 
@@ -218,7 +184,7 @@ static double rw_run(int fd, off_t base, size_t len, size_t req, bool write,
 			die(write ? "pwrite" : "pread");
 		pos += req;
 		done += req;
-		t = now() - start;
+		t = nvg_now() - start;
 	} while (t < BW_MIN_SECONDS);
 	return done / t / 1e6;
 }
@@ -254,7 +220,7 @@ static void measure_rw(int fd, const char *name, off_t base, size_t len,
 /* MB/s of memcpy() of @req bytes at a time, streaming like pread() */
 static double memcpy_run(__u8 *src, __u8 *dst, size_t req)
 {
-	double start = now(), t;
+	double start = nvg_now(), t;
 	size_t pos = 0, done = 0;
 
 	do {
@@ -264,7 +230,7 @@ static double memcpy_run(__u8 *src, __u8 *dst, size_t req)
 		keep(dst);
 		pos += req;
 		done += req;
-		t = now() - start;
+		t = nvg_now() - start;
 	} while (t < BW_MIN_SECONDS);
 	return done / t / 1e6;
 }

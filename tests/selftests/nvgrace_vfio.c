@@ -12,12 +12,15 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/iommufd.h>
 
 #include "nvgrace_vfio.h"
 
-static int write_file(const char *path, const char *val)
+/* Write @val to the sysfs (or other) file @path */
+int nvg_write_file(const char *path, const char *val)
 {
 	int fd = open(path, O_WRONLY);
 	ssize_t n;
@@ -60,14 +63,14 @@ int nvg_bind(const char *bdf, const char *driver)
 			return 0;
 		snprintf(path, sizeof(path),
 			 "/sys/bus/pci/devices/%s/driver/unbind", bdf);
-		if (write_file(path, bdf))
+		if (nvg_write_file(path, bdf))
 			return -1;
 	}
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
 		 bdf);
-	if (write_file(path, driver))
+	if (nvg_write_file(path, driver))
 		return -1;
-	if (write_file("/sys/bus/pci/drivers_probe", bdf))
+	if (nvg_write_file("/sys/bus/pci/drivers_probe", bdf))
 		return -1;
 	if (nvg_bound_driver(bdf, cur, sizeof(cur)) || strcmp(cur, driver)) {
 		errno = ENODEV;
@@ -322,4 +325,38 @@ const char *nvg_pat_type(__u64 phys)
 	}
 	fclose(f);
 	return found;
+}
+
+/* CLOCK_MONOTONIC, in seconds */
+double nvg_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Minor page faults of this process so far */
+long nvg_minor_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* Page-table memory of this process in KiB, from VmPTE in /proc/self/status */
+long nvg_vm_pte_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
 }

@@ -29,6 +29,7 @@ struct nvg_dev {
 	int iommufd;		/* cdev path only */
 };
 
+int nvg_write_file(const char *path, const char *val);
 int nvg_bind(const char *bdf, const char *driver);
 int nvg_bound_driver(const char *bdf, char *name, size_t len);
 int nvg_open_group(const char *bdf, struct nvg_dev *dev);
@@ -47,6 +48,9 @@ ssize_t nvg_cfg_write(int fd, off_t pos, const void *buf, size_t len);
 __u64 nvg_cfg_read64(int fd, off_t pos);
 
 bool nvg_klog_contains(const char *needle);
+double nvg_now(void);
+long nvg_minor_faults(void);
+long nvg_vm_pte_kib(void);
 const char *nvg_pat_type(__u64 phys);
 
 #endif /* NVGRACE_VFIO_H */

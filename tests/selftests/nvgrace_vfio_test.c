@@ -15,7 +15,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -727,30 +726,6 @@ TEST_F(gpu, mmap_coherent_with_rw)
 	}
 }
 
-/* Page-table memory of this process, from VmPTE in /proc/self/status */
-static long vm_pte_kib(void)
-{
-	char line[128];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_minflt;
-}
-
 /*
  * Map @len bytes of region @index at a user address aligned to @align (as
  * a hypervisor does for huge mappings), or @align + one page when @skew.
@@ -784,12 +759,12 @@ TEST_F(gpu, mmap_huge)
 
 	p = map_aligned(self->fd, USE, len, gib, false, self->page);
 	ASSERT_NE(MAP_FAILED, p);
-	pte = vm_pte_kib();
-	faults = minor_faults();
+	pte = nvg_vm_pte_kib();
+	faults = nvg_minor_faults();
 	for (off = 0; off < len; off += mib2)
 		p[off] = (__u8)off;
-	faults = minor_faults() - faults;
-	pte = vm_pte_kib() - pte;
+	faults = nvg_minor_faults() - faults;
+	pte = nvg_vm_pte_kib() - pte;
 	TH_LOG("%zu MiB: %ld faults, VmPTE +%ld KiB", len >> 20, faults, pte);
 
 	/* 4 KiB pages would take len / 2 MiB faults and a PTE page each */
@@ -847,10 +822,10 @@ TEST_F(gpu, mmap_huge_then_small_tail)
 
 	p = map_aligned(self->fd, RES, len, 1UL << 30, false, self->page);
 	ASSERT_NE(MAP_FAILED, p);
-	faults = minor_faults();
+	faults = nvg_minor_faults();
 	for (off = 0; off < len; off += self->page)
 		__atomic_load_n(p + off, __ATOMIC_RELAXED);
-	faults = minor_faults() - faults;
+	faults = nvg_minor_faults() - faults;
 	TH_LOG("%zu MiB: %ld faults, %ld expected", len >> 20, faults, want);
 	EXPECT_GE(faults, want);
 	EXPECT_LE(faults, want + 2);
@@ -870,13 +845,13 @@ TEST_F(gpu, mmap_unaligned_address)
 
 	p = map_aligned(self->fd, USE, len, 2UL << 20, true, self->page);
 	ASSERT_NE(MAP_FAILED, p);
-	pte = vm_pte_kib();
+	pte = nvg_vm_pte_kib();
 	for (off = 0; off < len; off += self->page)
 		p[off] = (__u8)(off >> 12);
 	for (off = 0; off < len; off += self->page)
 		ASSERT_EQ((__u8)(off >> 12), p[off]);
 	/* Small pages need PTE pages */
-	EXPECT_GE(vm_pte_kib() - pte, 4);
+	EXPECT_GE(nvg_vm_pte_kib() - pte, 4);
 	munmap(p, len);
 }
 

@@ -29,6 +29,9 @@ esac
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
 NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
 
+# What a kernel splat or a kmemleak report looks like in a console log
+NVG_SPLAT_RE='BUG:|WARNING:|KASAN|UBSAN|INFO: possible|possible circular locking|possible recursive locking|Call Trace:|Kernel panic|unreferenced object|kernel BUG|Oops'
+
 nvg_log() {
 	printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
 }

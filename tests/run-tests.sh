@@ -14,6 +14,8 @@ set -uo pipefail
 # The KUnit suites this repository ships; each must report
 NVG_KUNIT_SUITES="nvgrace_gpu_mem nvgrace_gpu_config"
 
+declare -A NVG_FUZZ_OPS=([x86_64]=1000000 [arm64]=300000)
+
 passed=0
 failed=0
 skipped=0
@@ -63,8 +65,7 @@ static_checks() {
 splat_check() {
 	local log=$1 hits
 
-	hits=$(grep -nE 'BUG:|WARNING:|KASAN|UBSAN|INFO: possible|possible circular locking|possible recursive locking|Call Trace:|Kernel panic|unreferenced object|kernel BUG|Oops' \
-	       "$log")
+	hits=$(grep -nE "$NVG_SPLAT_RE" "$log")
 	if [ -n "$hits" ]; then
 		echo "not ok - kernel splats in $log:"
 		echo "$hits" | head -n 40 | sed 's/^/# /'
@@ -114,14 +115,15 @@ kunit_results() {
 	done
 }
 
+# The kselftest section $3 of the log $1: its totals, and its exit status
 kselftest_results() {
-	local log=$1 tap=$2/kselftest.tap totals
+	local log=$1 tap=$2/$3.tap totals
 
-	nvg_section "$log" kselftest >"$tap"
+	nvg_section "$log" "$3" >"$tap"
 	cat "$tap"
 	totals=$(grep -E '^# Totals: ' "$tap" | tail -n1)
 	if [ -z "$totals" ]; then
-		echo "not ok - kselftest did not finish"
+		echo "not ok - kselftest $3 did not finish"
 		tally 0 1
 		return
 	fi
@@ -129,6 +131,20 @@ kselftest_results() {
 	      "$(sed -E 's/.* fail:([0-9]+).*/\1/' <<<"$totals")" \
 	      "$(sed -E 's/.* skip:([0-9]+).*/\1/' <<<"$totals")"
 	grep -q '^exit status 0$' "$tap" || tally 0 1
+}
+
+# Plain "ok"/"not ok" lines of section $2 of the log $1
+tap_results() {
+	local out
+
+	out=$(nvg_section "$1" "$2")
+	echo "$out"
+	if ! grep -qE '^(not )?ok ' <<<"$out"; then
+		echo "not ok - $2 did not report"
+		tally 0 1
+		return
+	fi
+	tally "$(grep -c '^ok ' <<<"$out")" "$(grep -c '^not ok ' <<<"$out")"
 }
 
 # Build, boot and test one architecture
@@ -140,14 +156,19 @@ test_arch() {
 		tally 0 1
 		return
 	fi
-	if ! NVG_ARCH=$arch "$NVG_REPO/tests/vm/run-vm.sh" test; then
+	# The fuzzer's operation count: 10^6 where they fit CI's time budget,
+	# less in the slower arm64 guest
+	if ! NVG_ARCH=$arch NVGRACE_FUZZ_OPS=${NVG_FUZZ_OPS[$arch]} \
+	     "$NVG_REPO/tests/vm/run-vm.sh" test; then
 		tally 0 1
 		[ -f "$vm/test.log" ] && tail -n 60 "$vm/test.log"
 		return
 	fi
 	splat_check "$vm/test.log"
 	kunit_results "$vm/test.log" "$vm"
-	kselftest_results "$vm/test.log" "$vm"
+	kselftest_results "$vm/test.log" "$vm" kselftest
+	kselftest_results "$vm/test.log" "$vm" stress
+	tap_results "$vm/test.log" reload
 }
 
 main() {

@@ -5,7 +5,7 @@
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
 # Usage: [NVG_ARCH=arm64] [NVGRACE_QEMU_CPU=model] run-vm.sh MODE
-#	MODE is "test", "demo" or "bench" (see tests/vm/init); on x86_64,
+#	MODE is "test", "demo", "bench" or "fuzz" (see tests/vm/init); on x86_64,
 #	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
 # The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
@@ -18,7 +18,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-MODE=${1:?usage: run-vm.sh test|demo|bench}
+MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
@@ -30,6 +30,10 @@ for slot in 05 06 07 08 09 0a 0b 0c; do
 done
 STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
 	-device bochs-display,bus=rp0,addr=00.0)
+# The fuzzer's operation count and seed, when given (tests/run-fuzz.sh)
+FUZZ_ARGS=
+[ -n "${NVGRACE_FUZZ_OPS:-}" ] && FUZZ_ARGS+=" nvgrace.fuzz_ops=$NVGRACE_FUZZ_OPS"
+[ -n "${NVGRACE_FUZZ_SEED:-}" ] && FUZZ_ARGS+=" nvgrace.fuzz_seed=$NVGRACE_FUZZ_SEED"
 KERNEL_ARGS="panic=-1 oops=panic vfio_iommu_type1.allow_unsafe_interrupts=1"
 KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
 
@@ -66,6 +70,10 @@ build_userland() {
 		-o "$VM/root/bin/nvgrace_vfio_test" \
 		"$sel/nvgrace_vfio_test.c" "$sel/nvgrace_vfio.c"
 	# shellcheck disable=SC2086
+	$cc $cflags -pthread -I"$NVG_KSRC/tools/testing/selftests" \
+		-o "$VM/root/bin/nvgrace_stress_test" \
+		"$sel/nvgrace_stress_test.c" "$sel/nvgrace_vfio.c"
+	# shellcheck disable=SC2086
 	$cc $cflags -o "$VM/root/bin/nvgrace_info" \
 		"$sel/nvgrace_info.c" "$sel/nvgrace_vfio.c"
 	# shellcheck disable=SC2086
@@ -101,7 +109,8 @@ run_qemu() {
 	fi
 	timeout "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
 		-kernel "$NVG_OUT/$NVG_IMAGE" -initrd "$initrd" \
-		-append "$KERNEL_ARGS nvgrace.mode=$mode" </dev/null >"$log" 2>&1 ||
+		-append "$KERNEL_ARGS nvgrace.mode=$mode $FUZZ_ARGS" \
+		</dev/null >"$log" 2>&1 ||
 		nvg_die "QEMU failed or timed out (mode $mode), see $log"
 	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
 }

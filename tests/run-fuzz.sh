@@ -1,0 +1,36 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# The long fuzz run: boot the emulated Grace Hopper machine and run only the
+# uAPI fuzzer of tests/selftests/nvgrace_stress_test.c, for as many
+# operations as asked, on the debug kernel.  The test command runs it too,
+# with 10^6 operations; this runs longer, or replays a seed.
+#
+# Usage: [NVG_ARCH=arm64] run-fuzz.sh [OPERATIONS [SEED]]
+#	OPERATIONS defaults to 20000000; SEED to the time, printed either way.
+# Ends with "N passed, N failed"; exits non-zero on a failure, a kernel
+# splat or a kmemleak report.
+
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+export NVGRACE_FUZZ_OPS=${1:-20000000}
+[ -n "${2:-}" ] && export NVGRACE_FUZZ_SEED=$2
+# A QEMU run long enough for the operations asked (x86_64 TCG does about
+# 20000 a second; arm64 less): an hour per 10^7, at least 25 minutes
+export NVGRACE_VM_TIMEOUT=$((1500 + NVGRACE_FUZZ_OPS / 2800))
+
+nvg_apt_install "${NVG_PACKAGES[@]}"
+[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
+"$NVG_REPO/tests/build-kernel.sh"
+"$NVG_REPO/tests/vm/run-vm.sh" fuzz
+log=$NVG_OUT/vm/fuzz.log
+nvg_section "$log" fuzz
+nvg_section "$log" kmemleak
+if grep -q '^ok 1 gpu.fuzz$' "$log" && grep -q '^exit status 0$' "$log" &&
+   ! grep -qE "$NVG_SPLAT_RE" "$log"; then
+	echo "1 passed, 0 failed"
+else
+	echo "0 passed, 1 failed (see $log)"
+	exit 1
+fi

@@ -1,0 +1,837 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Reliability kselftest for nvgrace-gpu-vfio-pci: resets and an unbind
+ * while the GPU memory is mapped and in use, many threads at once, and a
+ * seeded fuzzer over the uAPI.  It runs in the test VM, on the debug
+ * kernel, against the stand-in GPU at 00:05.0; the kernel log is checked
+ * for splats and kmemleak reports afterwards.
+ *
+ * Environment: NVG_STRESS_SECONDS (default 5) bounds the concurrency test;
+ * NVG_FUZZ_OPS (default 1000000) and NVG_FUZZ_SEED (default: from the clocks)
+ * drive the fuzzer, which prints its seed so that a failure replays.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "nvgrace_vfio.h"
+
+#define GPU		"0000:00:05.0"
+#define RES		VFIO_PCI_BAR2_REGION_INDEX
+#define USE		VFIO_PCI_BAR4_REGION_INDEX
+#define SZ_1M		0x100000UL
+
+/* The GPU at 00:05.0: real length and BAR size, by region index */
+static const __u64 mem_len[] = { [RES] = 0x5ff00000, [USE] = 0x40000000 };
+static const __u64 bar_size[] = { [RES] = 0x80000000, [USE] = 0x80000000 };
+static const int mem_regions[] = { RES, USE };
+
+/* ---- Small helpers ---- */
+
+/* xorshift64*: a small PRNG whose whole state is one seed */
+static __u64 rnd(__u64 *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * 0x2545f4914f6cdd1dULL;
+}
+
+static __u64 rnd_below(__u64 *state, __u64 n)
+{
+	return n ? rnd(state) % n : 0;
+}
+
+static unsigned long env_ulong(const char *name, unsigned long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoul(v, NULL, 0) : def;
+}
+
+static void *map_region(int fd, int index, size_t len, off_t off)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		    nvg_region_offset(index) + off);
+}
+
+/*
+ * An emulated BAR register as read back: the 64-bit prefetchable memory
+ * flags, and no address bit below the BAR size
+ */
+static bool bar_reg_consistent(__u64 val, __u64 size)
+{
+	return (val & 0xf) == NVG_BAR_FLAGS && !(val & (size - 1) & ~0xfULL);
+}
+
+/* ---- A thread that writes and reads back every page of a mapping ---- */
+
+struct toucher {
+	pthread_t thread;
+	__u8 *p;
+	size_t len;
+	bool stop;
+	bool bad;
+	unsigned long rounds;
+};
+
+static void *touch_loop(void *arg)
+{
+	struct toucher *t = arg;
+	unsigned long round = 0;
+	size_t off;
+	__u64 v;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+		round++;
+		for (off = 0; off < t->len; off += 4096) {
+			v = (__u64)round << 32 | off;
+			__atomic_store_n((__u64 *)(t->p + off), v,
+					 __ATOMIC_RELAXED);
+			if (__atomic_load_n((__u64 *)(t->p + off),
+					    __ATOMIC_RELAXED) != v)
+				t->bad = true;
+		}
+	}
+	t->rounds = round;
+	return NULL;
+}
+
+static int toucher_start(struct toucher *t, __u8 *p, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	t->p = p;
+	t->len = len;
+	return pthread_create(&t->thread, NULL, touch_loop, t);
+}
+
+static void toucher_stop(struct toucher *t)
+{
+	__atomic_store_n(&t->stop, true, __ATOMIC_RELAXED);
+	pthread_join(t->thread, NULL);
+}
+
+static void touch_all(__u8 *p, size_t len)
+{
+	size_t off;
+
+	for (off = 0; off < len; off += 4096)
+		__atomic_store_n(p + off, (__u8)off, __ATOMIC_RELAXED);
+}
+
+static void fill(__u8 *buf, size_t len, __u64 seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (__u8)rnd(&seed);
+}
+
+/* ---- The device, bound and opened over the group/container path ---- */
+
+FIXTURE(gpu) {
+	struct nvg_dev dev;
+	int fd;
+};
+
+FIXTURE_SETUP(gpu)
+{
+	ASSERT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_open_group(GPU, &self->dev)) {
+		TH_LOG("opening %s: %s", GPU, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+FIXTURE_TEARDOWN(gpu)
+{
+	nvg_close(&self->dev);
+}
+
+/*
+ * VFIO_DEVICE_RESET, again and again, while two threads write and read
+ * back every page of usemem and resmem mappings: vfio-pci-core zaps the
+ * mappings, they fault back in, the data outside them is kept (a reset
+ * does not clear device memory) and the BAR registers are reset each time.
+ */
+#define RESETS		50
+#define TOUCH_LEN	(8 * SZ_1M)
+#define KEEP_OFF	(64 * SZ_1M)
+
+TEST_F_TIMEOUT(gpu, reset_while_mapped, 300)
+{
+	__u8 *map[2], *keep = malloc(SZ_1M), *back = malloc(SZ_1M);
+	__u64 ones = ~0ULL, reg[2];
+	struct toucher t[2];
+	long faults;
+	int i;
+
+	ASSERT_NE(NULL, keep);
+	ASSERT_NE(NULL, back);
+	reg[0] = nvg_cfg_read64(self->fd, 0x18);
+	reg[1] = nvg_cfg_read64(self->fd, 0x20);
+	for (i = 0; i < 2; i++) {
+		fill(keep, SZ_1M, 1000 + i);
+		ASSERT_EQ((ssize_t)SZ_1M,
+			  pwrite(self->fd, keep, SZ_1M,
+				 nvg_region_offset(mem_regions[i]) + KEEP_OFF));
+		map[i] = map_region(self->fd, mem_regions[i], TOUCH_LEN, 0);
+		ASSERT_NE(MAP_FAILED, map[i]);
+		ASSERT_EQ(0, toucher_start(&t[i], map[i], TOUCH_LEN));
+	}
+
+	for (i = 0; i < RESETS; i++) {
+		/* Sizing leaves the registers away from their reset value */
+		ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &ones, 8));
+		ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &ones, 8));
+		ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET)) {
+			TH_LOG("reset %d: %s", i, strerror(errno));
+		}
+		EXPECT_EQ(reg[0], nvg_cfg_read64(self->fd, 0x18));
+		EXPECT_EQ(reg[1], nvg_cfg_read64(self->fd, 0x20));
+	}
+	for (i = 0; i < 2; i++) {
+		toucher_stop(&t[i]);
+		EXPECT_FALSE(t[i].bad);
+		EXPECT_LT(0, t[i].rounds);
+	}
+	TH_LOG("%d resets under %lu + %lu rounds of page writes", RESETS,
+	       t[0].rounds, t[1].rounds);
+
+	/* A reset zaps both mappings: each takes a fault again, then none */
+	touch_all(map[0], TOUCH_LEN);
+	touch_all(map[1], TOUCH_LEN);
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	faults = nvg_minor_faults();
+	touch_all(map[0], TOUCH_LEN);
+	touch_all(map[1], TOUCH_LEN);
+	EXPECT_LE(2, nvg_minor_faults() - faults);
+	faults = nvg_minor_faults();
+	touch_all(map[0], TOUCH_LEN);
+	touch_all(map[1], TOUCH_LEN);
+	EXPECT_EQ(0, nvg_minor_faults() - faults);
+
+	for (i = 0; i < 2; i++) {
+		fill(keep, SZ_1M, 1000 + i);
+		ASSERT_EQ((ssize_t)SZ_1M,
+			  pread(self->fd, back, SZ_1M,
+				nvg_region_offset(mem_regions[i]) + KEEP_OFF));
+		EXPECT_EQ(0, memcmp(keep, back, SZ_1M));
+		munmap(map[i], TOUCH_LEN);
+	}
+	free(keep);
+	free(back);
+}
+
+/* ---- Unbind while the device is open, mapped and faulting ---- */
+
+struct unbinder {
+	pthread_t thread;
+	int ret;
+	bool done;
+};
+
+static void *unbind_device(void *arg)
+{
+	struct unbinder *u = arg;
+
+	/* Blocks until the last user of the device is gone */
+	u->ret = nvg_write_file("/sys/bus/pci/devices/" GPU "/driver/unbind", GPU);
+	__atomic_store_n(&u->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool unbind_done(struct unbinder *u)
+{
+	return __atomic_load_n(&u->done, __ATOMIC_ACQUIRE);
+}
+
+/* The device request notifier of vfio-pci-core, on eventfd @efd */
+static int set_request_eventfd(int fd, int efd)
+{
+	struct {
+		struct vfio_irq_set set;
+		__s32 fd;
+	} req = {
+		.set = {
+			.argsz = sizeof(req),
+			.flags = VFIO_IRQ_SET_DATA_EVENTFD |
+				 VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = VFIO_PCI_REQ_IRQ_INDEX,
+			.count = 1,
+		},
+		.fd = efd,
+	};
+
+	return ioctl(fd, VFIO_DEVICE_SET_IRQS, &req);
+}
+
+static bool readable_within(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 1;
+}
+
+/*
+ * What vfio core defines: the unbind waits for the device's users and
+ * asks them to let go through the request notifier; closing the device
+ * file is not enough while a mapping of it is left; the unbind completes
+ * once the last mapping is gone, and the device binds again afterwards.
+ */
+FIXTURE(bare) {
+	int unused;
+};
+
+FIXTURE_SETUP(bare)
+{
+}
+
+FIXTURE_TEARDOWN(bare)
+{
+}
+
+TEST_F_TIMEOUT(bare, unbind_while_mapped, 120)
+{
+	__u64 marker = 0x6e76677261636521ULL, val = 0;
+	struct unbinder u = { 0 };
+	struct nvg_dev dev;
+	struct toucher t;
+	char drv[64];
+	int efd;
+	__u8 *p;
+
+	ASSERT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_open_group(GPU, &dev));
+	efd = eventfd(0, EFD_NONBLOCK);
+	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, set_request_eventfd(dev.device_fd, efd));
+	p = map_region(dev.device_fd, USE, TOUCH_LEN, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, toucher_start(&t, p, TOUCH_LEN));
+
+	ASSERT_EQ(0, pthread_create(&u.thread, NULL, unbind_device, &u));
+	EXPECT_TRUE(readable_within(efd, 20000));
+	usleep(300000);
+	EXPECT_FALSE(unbind_done(&u));
+
+	toucher_stop(&t);
+	EXPECT_FALSE(t.bad);
+	__atomic_store_n((__u64 *)p, marker, __ATOMIC_RELAXED);
+	close(dev.device_fd);
+	dev.device_fd = -1;
+	usleep(300000);
+	EXPECT_FALSE(unbind_done(&u));
+
+	munmap(p, TOUCH_LEN);
+	pthread_join(u.thread, NULL);
+	EXPECT_EQ(0, u.ret);
+	EXPECT_NE(0, nvg_bound_driver(GPU, drv, sizeof(drv)));
+	nvg_close(&dev);
+	close(efd);
+
+	ASSERT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_open_group(GPU, &dev));
+	EXPECT_EQ(8, pread(dev.device_fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(marker, val);
+	nvg_close(&dev);
+}
+
+/* ---- Threads mixing every operation ---- */
+
+#define WORKERS		8
+#define SLICE		(2 * SZ_1M)
+#define MAX_IO		(64 * 1024)
+
+struct worker {
+	pthread_t thread;
+	int fd;
+	unsigned int id;
+	double end;
+	__u64 rng;
+	__u8 *shadow[2];	/* what this thread's slices must hold */
+	__u8 *buf;
+	unsigned long ops;
+	char err[160];
+};
+
+static off_t slice_pos(struct worker *w, int i, size_t off)
+{
+	return nvg_region_offset(mem_regions[i]) + w->id * SLICE + off;
+}
+
+static bool op_write(struct worker *w, int i)
+{
+	size_t n = 1 + rnd_below(&w->rng, MAX_IO);
+	size_t off = rnd_below(&w->rng, SLICE - n + 1);
+
+	fill(w->buf, n, rnd(&w->rng));
+	if (pwrite(w->fd, w->buf, n, slice_pos(w, i, off)) != (ssize_t)n)
+		return false;
+	memcpy(w->shadow[i] + off, w->buf, n);
+	return true;
+}
+
+static bool op_read(struct worker *w, int i)
+{
+	size_t n = 1 + rnd_below(&w->rng, MAX_IO);
+	size_t off = rnd_below(&w->rng, SLICE - n + 1);
+
+	if (pread(w->fd, w->buf, n, slice_pos(w, i, off)) != (ssize_t)n)
+		return false;
+	return !memcmp(w->shadow[i] + off, w->buf, n);
+}
+
+static bool op_mmap(struct worker *w, int i)
+{
+	__u8 *p = map_region(w->fd, mem_regions[i], SLICE, w->id * SLICE);
+	size_t off = rnd_below(&w->rng, SLICE), chk;
+	bool ok;
+
+	if (p == MAP_FAILED)
+		return false;
+	p[off] = (__u8)rnd(&w->rng);
+	w->shadow[i][off] = p[off];
+	chk = rnd_below(&w->rng, SLICE);
+	ok = p[chk] == w->shadow[i][chk];
+	munmap(p, SLICE);
+	return ok;
+}
+
+static bool op_config(struct worker *w)
+{
+	off_t reg = rnd_below(&w->rng, 2) ? 0x18 : 0x20;
+	__u64 val = rnd(&w->rng), size = bar_size[reg == 0x18 ? RES : USE];
+
+	if (rnd_below(&w->rng, 2) &&
+	    nvg_cfg_write(w->fd, reg + 4 * rnd_below(&w->rng, 2), &val, 4) != 4)
+		return false;
+	return bar_reg_consistent(nvg_cfg_read64(w->fd, reg), size);
+}
+
+static bool op_region_info(struct worker *w)
+{
+	unsigned int index = rnd_below(&w->rng, VFIO_PCI_CONFIG_REGION_INDEX);
+	struct vfio_region_info info;
+
+	if (nvg_region_info(w->fd, index, &info))
+		return false;
+	return (index != RES && index != USE) || info.size == bar_size[index];
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	int i, op;
+	bool ok;
+
+	for (i = 0; i < 2; i++) {
+		fill(w->shadow[i], SLICE, w->rng + i);
+		if (pwrite(w->fd, w->shadow[i], SLICE, slice_pos(w, i, 0)) !=
+		    SLICE) {
+			snprintf(w->err, sizeof(w->err), "initial write: %s",
+				 strerror(errno));
+			return NULL;
+		}
+	}
+	while (nvg_now() < w->end) {
+		i = rnd_below(&w->rng, 2);
+		op = rnd_below(&w->rng, 100);
+		if (op < 35)
+			ok = op_write(w, i);
+		else if (op < 70)
+			ok = op_read(w, i);
+		else if (op < 80)
+			ok = op_mmap(w, i);
+		else if (op < 90)
+			ok = op_config(w);
+		else if (op < 99)
+			ok = op_region_info(w);
+		else	/* another thread may be resetting it */
+			ok = !ioctl(w->fd, VFIO_DEVICE_RESET) ||
+			     errno == EAGAIN;
+		w->ops++;
+		if (!ok) {
+			snprintf(w->err, sizeof(w->err),
+				 "operation %d on region %d: %s", op,
+				 mem_regions[i], strerror(errno));
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(gpu, concurrency, 300)
+{
+	unsigned long seconds = env_ulong("NVG_STRESS_SECONDS", 5), total = 0;
+	struct worker w[WORKERS];
+	unsigned int i;
+
+	memset(w, 0, sizeof(w));
+	for (i = 0; i < WORKERS; i++) {
+		w[i].fd = self->fd;
+		w[i].id = i;
+		w[i].end = nvg_now() + seconds;
+		w[i].rng = 0x9e3779b97f4a7c15ULL * (i + 1);
+		w[i].shadow[0] = malloc(SLICE);
+		w[i].shadow[1] = malloc(SLICE);
+		w[i].buf = malloc(MAX_IO);
+		ASSERT_TRUE(w[i].shadow[0] && w[i].shadow[1] && w[i].buf);
+	}
+	for (i = 0; i < WORKERS; i++)
+		ASSERT_EQ(0, pthread_create(&w[i].thread, NULL, work, &w[i]));
+	for (i = 0; i < WORKERS; i++) {
+		pthread_join(w[i].thread, NULL);
+		EXPECT_STREQ("", w[i].err) {
+			TH_LOG("thread %u", i);
+		}
+		total += w[i].ops;
+	}
+	/* The slices hold what their threads last wrote, whole */
+	for (i = 0; i < WORKERS; i++) {
+		int r;
+
+		for (r = 0; r < 2; r++) {
+			__u8 *back = malloc(SLICE);
+
+			ASSERT_NE(NULL, back);
+			ASSERT_EQ(SLICE, pread(self->fd, back, SLICE,
+					       slice_pos(&w[i], r, 0)));
+			EXPECT_EQ(0, memcmp(w[i].shadow[r], back, SLICE));
+			free(back);
+		}
+		free(w[i].shadow[0]);
+		free(w[i].shadow[1]);
+		free(w[i].buf);
+	}
+	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(self->fd, 0x18),
+				       bar_size[RES]));
+	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(self->fd, 0x20),
+				       bar_size[USE]));
+	TH_LOG("%u threads, %lu s: %lu operations", WORKERS, seconds, total);
+}
+
+/* ---- The fuzzer ---- */
+
+#define FUZZ_BUF	(8 * 1024)
+
+struct fuzz {
+	int fd;
+	__u64 rng;
+	__u8 *buf;		/* FUZZ_BUF bytes, then a PROT_NONE page */
+	unsigned long ops, checked;
+	char err[200];
+};
+
+static sigjmp_buf touch_jmp;
+
+static void touch_fault(int sig)
+{
+	siglongjmp(touch_jmp, sig);
+}
+
+/* Write to @p; 0 if it worked, else the signal it raised */
+static int guarded_touch(__u8 *p)
+{
+	int sig = sigsetjmp(touch_jmp, 1);
+
+	if (!sig)
+		__atomic_store_n(p, 0xa5, __ATOMIC_RELAXED);
+	return sig;
+}
+
+/* A file offset inside a region, or near one of its edges */
+static __u64 fuzz_offset(struct fuzz *f, unsigned int index)
+{
+	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
+	__u64 bar = index < ARRAY_SIZE(bar_size) ? bar_size[index] : 0;
+	const __u64 edges[] = {
+		0, 1, 7, 4095, 4096, len - 8, len - 1, len, len + 1, len + 4096,
+		bar - 8, bar - 1, bar, bar + 1, 2 * bar, (1ULL << 39) + 3,
+		(1ULL << 40) - 1, rnd_below(&f->rng, bar ? bar : 1ULL << 32),
+		rnd_below(&f->rng, 1ULL << 40),
+	};
+
+	return edges[rnd_below(&f->rng, ARRAY_SIZE(edges))];
+}
+
+static size_t fuzz_count(struct fuzz *f)
+{
+	const __u64 counts[] = {
+		0, 1, 2, 3, 4, 7, 8, 9, 16, 4095, 4096, 4097, FUZZ_BUF - 1,
+		FUZZ_BUF, FUZZ_BUF + 1, 1ULL << 31, 1ULL << 62, ~0ULL >> 1,
+		1ULL << 63, ~0ULL, 1 + rnd_below(&f->rng, FUZZ_BUF),
+	};
+
+	return counts[rnd_below(&f->rng, ARRAY_SIZE(counts))];
+}
+
+/* A region index: mostly the two memory BARs, sometimes any other */
+static unsigned int fuzz_index(struct fuzz *f)
+{
+	switch (rnd_below(&f->rng, 8)) {
+	case 0:
+		return rnd_below(&f->rng, VFIO_PCI_NUM_REGIONS + 2);
+	case 1:
+		return rnd_below(&f->rng, 1U << 23);
+	default:
+		return mem_regions[rnd_below(&f->rng, 2)];
+	}
+}
+
+static void fuzz_fail(struct fuzz *f, const char *what, unsigned int index,
+		      __u64 off, __u64 count, ssize_t ret, int err)
+{
+	if (f->err[0])
+		return;
+	snprintf(f->err, sizeof(f->err),
+		 "op %lu: %s region %u offset %#llx count %#llx: got %zd (%s)",
+		 f->ops, what, index, (unsigned long long)off,
+		 (unsigned long long)count, ret, strerror(err));
+}
+
+/* A file position: mostly region + offset, sometimes near 2^63 or 2^64 */
+static __u64 fuzz_position(struct fuzz *f)
+{
+	const __u64 far[] = {
+		(1ULL << 63) - 1, (1ULL << 63) - 8, 1ULL << 63, ~0ULL,
+		~0ULL - 7, 1ULL << 62,
+	};
+	unsigned int index;
+
+	if (!rnd_below(&f->rng, 16))
+		return far[rnd_below(&f->rng, ARRAY_SIZE(far))];
+	index = fuzz_index(f);
+	return ((__u64)index << 40) + fuzz_offset(f, index);
+}
+
+/*
+ * pread() or pwrite(): for the emulated BARs, what it must return as far as
+ * this side knows; a transfer larger than the buffer may stop at its end.
+ */
+static void fuzz_rw(struct fuzz *f)
+{
+	__u64 pos = fuzz_position(f), count = fuzz_count(f), want;
+	bool write = rnd_below(&f->rng, 2);
+	const char *what = write ? "pwrite" : "pread";
+	unsigned int index = pos >> 40;
+	__u64 off = pos & ((1ULL << 40) - 1);
+	ssize_t ret;
+	int err;
+
+	ret = write ? pwrite(f->fd, f->buf, count, pos) :
+		      pread(f->fd, f->buf, count, pos);
+	err = errno;
+
+	/*
+	 * The VFS refuses a buffer beyond the user address space, then
+	 * negative positions, counts and their sums
+	 */
+	if (count >= 1ULL << 62) {
+		f->checked++;
+		if (ret != -1 || (err != EFAULT && err != EINVAL))
+			fuzz_fail(f, what, index, off, count, ret, err);
+		return;
+	}
+	if ((__s64)pos < 0 || (__s64)(pos + count) < 0) {
+		f->checked++;
+		if (ret != -1 || err != EINVAL)
+			fuzz_fail(f, what, index, off, count, ret, err);
+		return;
+	}
+	if (index != RES && index != USE)
+		return;
+
+	f->checked++;
+	if (off >= bar_size[index]) {
+		if (ret != -1 || err != EINVAL)
+			fuzz_fail(f, what, index, off, count, ret, err);
+		return;
+	}
+	want = count < bar_size[index] - off ? count : bar_size[index] - off;
+	if (want > 0x7ffff000)	/* MAX_RW_COUNT */
+		want = 0x7ffff000;
+	/* The device may sit in low power after a fuzzed feature ioctl */
+	if (ret == -1 && err == EIO)
+		return;
+	if (want <= FUZZ_BUF ? ret != (ssize_t)want :
+			       ret <= 0 || ret > (ssize_t)want)
+		fuzz_fail(f, what, index, off, count, ret, err);
+}
+
+static size_t fuzz_length(struct fuzz *f, unsigned int index)
+{
+	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
+	const __u64 lens[] = {
+		4096, 8192, 2 * SZ_1M, 1UL << 30, len & ~4095ULL,
+		(len & ~4095ULL) + 4096, 4096 * (1 + rnd_below(&f->rng, 1024)),
+	};
+
+	return lens[rnd_below(&f->rng, ARRAY_SIZE(lens))];
+}
+
+/* mmap() anywhere; a mapping of GPU memory must work where it exists */
+static void fuzz_mmap(struct fuzz *f)
+{
+	unsigned int index = fuzz_index(f) & 0xf;
+	__u64 off = fuzz_offset(f, index);
+	size_t len = fuzz_length(f, index);
+	int flags = rnd_below(&f->rng, 4) ? MAP_SHARED : MAP_PRIVATE;
+	bool mem = index == RES || index == USE, ok;
+	const char *what = flags == MAP_SHARED ? "mmap shared" : "mmap private";
+	__u8 *p;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, f->fd,
+		 nvg_region_offset(index) + off);
+	if (!mem) {
+		if (p != MAP_FAILED)
+			munmap(p, len);
+		return;
+	}
+	f->checked++;
+	ok = flags == MAP_SHARED && !(off & 4095) &&
+	     off + len <= (mem_len[index] & ~4095ULL);
+	if (p == MAP_FAILED) {
+		/*
+		 * The driver refuses with EINVAL; mmap() itself with
+		 * EOVERFLOW, or with ENOMEM when a private writable mapping
+		 * is larger than the memory it may commit
+		 */
+		if (ok || (errno != EINVAL && errno != EOVERFLOW &&
+			   (errno != ENOMEM || flags != MAP_PRIVATE)))
+			fuzz_fail(f, what, index, off, len, -1, errno);
+		return;
+	}
+	if (!ok)
+		fuzz_fail(f, what, index, off, len, 0, 0);
+	/* Touching fails only in low power, with SIGBUS */
+	if (guarded_touch(p) == SIGSEGV ||
+	    guarded_touch(p + len - 4096) == SIGSEGV)
+		fuzz_fail(f, "touch", index, off, len, 0, 0);
+	munmap(p, len);
+}
+
+/* Config space: anything, anywhere */
+static void fuzz_config(struct fuzz *f)
+{
+	off_t pos = rnd_below(&f->rng, 4) ? 0x10 + rnd_below(&f->rng, 0x20) :
+		    rnd_below(&f->rng, 0x1100);
+	size_t len = 1 + rnd_below(&f->rng, 8);
+
+	fill(f->buf, len, rnd(&f->rng));
+	if (rnd_below(&f->rng, 2))
+		nvg_cfg_write(f->fd, pos, f->buf, len);
+	else
+		nvg_cfg_read(f->fd, pos, f->buf, len);
+}
+
+/* A VFIO device ioctl, with garbage and a random argsz */
+static void fuzz_ioctl(struct fuzz *f)
+{
+	const unsigned long cmds[] = {
+		VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
+		VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS,
+		VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_IOEVENTFD,
+		VFIO_DEVICE_FEATURE, VFIO_DEVICE_PCI_HOT_RESET,
+		_IO(VFIO_TYPE, VFIO_BASE + 60 + rnd_below(&f->rng, 40)),
+	};
+	const __u32 argsz[] = { 0, 1, 4, 8, 15, 16, 20, 24, 31, 32, 40, 64,
+				256, FUZZ_BUF };
+	__u32 *hdr = (__u32 *)f->buf;
+	unsigned long cmd = cmds[rnd_below(&f->rng, ARRAY_SIZE(cmds))];
+	struct vfio_region_info *info = (void *)f->buf;
+	int ret;
+
+	fill(f->buf, 256, rnd(&f->rng));
+	hdr[0] = argsz[rnd_below(&f->rng, ARRAY_SIZE(argsz))];
+	if (rnd_below(&f->rng, 2))
+		hdr[1] = 0;	/* flags: let it past the first checks */
+	if (cmd == VFIO_DEVICE_GET_REGION_INFO && rnd_below(&f->rng, 2))
+		info->index = mem_regions[rnd_below(&f->rng, 2)];
+	ret = ioctl(f->fd, cmd, f->buf);
+
+	/* Region info of a memory BAR with room for it: its BAR size */
+	if (cmd == VFIO_DEVICE_GET_REGION_INFO &&
+	    hdr[0] >= sizeof(*info) &&
+	    (info->index == RES || info->index == USE)) {
+		f->checked++;
+		if (ret || info->size != bar_size[info->index])
+			fuzz_fail(f, "region info", info->index, 0, hdr[0],
+				  ret, errno);
+	}
+}
+
+static void leave_low_power(int fd)
+{
+	struct vfio_device_feature feature = {
+		.argsz = sizeof(feature),
+		.flags = VFIO_DEVICE_FEATURE_SET |
+			 VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+	};
+
+	ioctl(fd, VFIO_DEVICE_FEATURE, &feature);
+}
+
+TEST_F_TIMEOUT(gpu, fuzz, 86400)
+{
+	unsigned long ops = env_ulong("NVG_FUZZ_OPS", 1000000);
+	__u64 seed = env_ulong("NVG_FUZZ_SEED", 0);
+	struct sigaction sa = { .sa_handler = touch_fault };
+	struct fuzz f = { .fd = self->fd, .rng = seed | 1 };
+	double start = nvg_now();
+	unsigned int op;
+	__u8 *area;
+
+	/* The guest may have no clock: the boot time in ns varies too */
+	if (!seed)
+		seed = (__u64)time(NULL) << 32 ^ (__u64)(nvg_now() * 1e9);
+	TH_LOG("seed %llu (NVG_FUZZ_SEED=%llu replays it), %lu operations",
+	       (unsigned long long)seed, (unsigned long long)seed, ops);
+	area = mmap(NULL, FUZZ_BUF + 4096, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	ASSERT_EQ(0, mprotect(area + FUZZ_BUF, 4096, PROT_NONE));
+	f.buf = area;
+	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
+	ASSERT_EQ(0, sigaction(SIGSEGV, &sa, NULL));
+
+	for (f.ops = 0; f.ops < ops && !f.err[0]; f.ops++) {
+		op = rnd_below(&f.rng, 1000);
+		if (op < 700)
+			fuzz_rw(&f);
+		else if (op < 850)
+			fuzz_config(&f);
+		else if (op < 995)
+			fuzz_ioctl(&f);
+		else
+			fuzz_mmap(&f);
+		if (f.ops % 4096 == 4095)
+			leave_low_power(self->fd);
+	}
+	signal(SIGBUS, SIG_DFL);
+	signal(SIGSEGV, SIG_DFL);
+	leave_low_power(self->fd);
+	EXPECT_STREQ("", f.err);
+	TH_LOG("%lu operations (%lu with a known outcome) in %.0f s",
+	       f.ops, f.checked, nvg_now() - start);
+
+	/* The device still works */
+	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(self->fd, 0x18),
+				       bar_size[RES]));
+	EXPECT_EQ(8, pread(self->fd, f.buf, 8, nvg_region_offset(USE)));
+	munmap(area, FUZZ_BUF + 4096);
+}
+
+TEST_HARNESS_MAIN

@@ -789,7 +789,7 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 	unsigned long ops = env_ulong("NVG_FUZZ_OPS", 1000000);
 	__u64 seed = env_ulong("NVG_FUZZ_SEED", 0);
 	struct sigaction sa = { .sa_handler = touch_fault };
-	struct fuzz f = { .fd = self->fd, .rng = seed | 1 };
+	struct fuzz f = { .fd = self->fd };
 	double start = nvg_now();
 	unsigned int op;
 	__u8 *area;
@@ -797,6 +797,7 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 	/* The guest may have no clock: the boot time in ns varies too */
 	if (!seed)
 		seed = (__u64)time(NULL) << 32 ^ (__u64)(nvg_now() * 1e9);
+	f.rng = seed | 1;
 	TH_LOG("seed %llu (NVG_FUZZ_SEED=%llu replays it), %lu operations",
 	       (unsigned long long)seed, (unsigned long long)seed, ops);
 	area = mmap(NULL, FUZZ_BUF + 4096, PROT_READ | PROT_WRITE,

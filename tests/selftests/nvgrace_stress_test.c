@@ -2,9 +2,10 @@
 /*
  * Reliability kselftest for nvgrace-gpu-vfio-pci: resets and an unbind
  * while the GPU memory is mapped and in use, many threads at once, and a
- * seeded fuzzer over the uAPI.  It runs in the test VM, on the debug
- * kernel, against the stand-in GPU at 00:05.0; the kernel log is checked
- * for splats and kmemleak reports afterwards.
+ * seeded fuzzer over the uAPI, and allocation failures injected into the
+ * probe.  It runs in the test VM, on the debug kernel, against the
+ * stand-in GPU at 00:05.0; the kernel log is checked for splats and
+ * kmemleak reports afterwards.
  *
  * Environment: NVG_STRESS_SECONDS (default 5) bounds the concurrency test;
  * NVG_FUZZ_OPS (default 1000000) and NVG_FUZZ_SEED (default: from the clocks)
@@ -13,6 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -346,6 +348,169 @@ TEST_F_TIMEOUT(bare, unbind_while_mapped, 120)
 	ASSERT_EQ(0, nvg_open_group(GPU, &dev));
 	EXPECT_EQ(8, pread(dev.device_fd, &val, 8, nvg_region_offset(USE)));
 	EXPECT_EQ(marker, val);
+	nvg_close(&dev);
+}
+
+/* ---- Allocation failures injected into the probe ---- */
+
+#define FAILSLAB	"/sys/kernel/debug/failslab/"
+#define MAX_NTH		10000
+
+/* Arm (@nth > 0) or disarm (0) the failure of this thread's nth allocation */
+static int set_fail_nth(int fd, unsigned int nth)
+{
+	char val[16];
+	int n = snprintf(val, sizeof(val), "%u", nth);
+
+	return pwrite(fd, val, n, 0) == n ? 0 : -1;
+}
+
+/* Whether the failure armed on @fd happened (fail-nth reads back 0) */
+static bool fail_nth_injected(int fd)
+{
+	char val[16];
+	ssize_t n = pread(fd, val, sizeof(val) - 1, 0);
+
+	if (n <= 0)
+		return false;
+	val[n] = '\0';
+	return strtoul(val, NULL, 10) == 0;
+}
+
+/*
+ * The code of kernel function @name: [@start, @end), up to the next text
+ * symbol in /proc/kallsyms
+ */
+static bool kernel_text_range(const char *name, unsigned long *start,
+			      unsigned long *end)
+{
+	unsigned long addr = 0;
+	char sym[128], type;
+	bool found = false;
+	FILE *f;
+
+	f = fopen("/proc/kallsyms", "r");
+	if (!f)
+		return false;
+	while (!found && fscanf(f, "%lx %c %127s%*[^\n]", &addr, &type,
+				sym) == 3)
+		found = (type == 't' || type == 'T') && !strcmp(sym, name);
+	*start = addr;
+	*end = ULONG_MAX;
+	rewind(f);
+	while (found && fscanf(f, "%lx %c %127s%*[^\n]", &addr, &type,
+			       sym) == 3) {
+		if ((type == 't' || type == 'T') && addr > *start &&
+		    addr < *end)
+			*end = addr;
+	}
+	fclose(f);
+	return found && *start && *end != ULONG_MAX;
+}
+
+static int write_hex(const char *path, unsigned long val)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%#lx", val);
+	return nvg_write_file(path, buf);
+}
+
+/*
+ * A probe that fails on any one of its memory allocations leaves the
+ * device unbound with the driver core's message, or bound and working,
+ * and nothing behind (the run ends with a kmemleak scan).  failslab fails
+ * the nth slab allocation of this thread, for n = 1, 2, ... until a bind
+ * through drivers_probe gets through without reaching the nth: every
+ * allocation on the path, in the driver core, vfio and this driver, has
+ * failed once.  The probe runs in the writing thread (no NUMA node).
+ *
+ * Left out: the allocations below vfio_create_group().  When one of its
+ * later steps fails, vfio of 6.12 drops the new group with its iommu_group
+ * still set: vfio_group_release() warns and the iommu_group reference is
+ * lost, whichever driver registers the device.
+ */
+TEST_F_TIMEOUT(bare, probe_allocation_failures, 600)
+{
+	unsigned int nth, refused = 0, failed = 0, bound_anyway = 0;
+	unsigned long skip_start, skip_end;
+	int write_errno;
+	char path[128], drv[64];
+	int nth_fd, probe_fd;
+	struct nvg_dev dev;
+	bool injected = true;
+	__u64 val;
+	ssize_t n;
+
+	nth_fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	if (nth_fd < 0)
+		SKIP(return, "kernel without fault injection");
+	ASSERT_TRUE(kernel_text_range("vfio_create_group", &skip_start,
+				      &skip_end));
+	/* Any allocation may fail, and quietly: a stack dump reads as a splat */
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "ignore-gfp-wait", "N"));
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "verbose", "0"));
+	ASSERT_EQ(0, write_hex(FAILSLAB "reject-start", skip_start));
+	ASSERT_EQ(0, write_hex(FAILSLAB "reject-end", skip_end));
+
+	if (!nvg_bound_driver(GPU, drv, sizeof(drv))) {
+		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind",
+			 drv);
+		ASSERT_EQ(0, nvg_write_file(path, GPU));
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
+		 GPU);
+	ASSERT_EQ(0, nvg_write_file(path, NVG_DRIVER));
+	probe_fd = open("/sys/bus/pci/drivers_probe", O_WRONLY);
+	ASSERT_LE(0, probe_fd);
+
+	for (nth = 1; nth <= MAX_NTH; nth++) {
+		ASSERT_EQ(0, set_fail_nth(nth_fd, nth));
+		n = write(probe_fd, GPU, strlen(GPU));
+		write_errno = errno;
+		injected = fail_nth_injected(nth_fd);
+		ASSERT_EQ(0, set_fail_nth(nth_fd, 0));
+		if (!injected)
+			break;
+		if (n < 0) {
+			/* Before the probe: drivers_probe says -EINVAL */
+			EXPECT_TRUE(write_errno == ENOMEM ||
+				    write_errno == EINVAL);
+			refused++;
+		} else if (nvg_bound_driver(GPU, drv, sizeof(drv))) {
+			failed++;
+		} else {
+			/* An allocation whose failure is tolerated */
+			EXPECT_STREQ(NVG_DRIVER, drv);
+			ASSERT_EQ(0, nvg_open_group(GPU, &dev));
+			EXPECT_EQ(8, pread(dev.device_fd, &val, 8,
+					   nvg_region_offset(USE)));
+			nvg_close(&dev);
+			snprintf(path, sizeof(path),
+				 "/sys/bus/pci/drivers/%s/unbind", NVG_DRIVER);
+			ASSERT_EQ(0, nvg_write_file(path, GPU));
+			bound_anyway++;
+		}
+	}
+	close(probe_fd);
+	close(nth_fd);
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "reject-start", "0"));
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "reject-end", "0"));
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "ignore-gfp-wait", "Y"));
+	ASSERT_EQ(0, nvg_write_file(FAILSLAB "verbose", "2"));
+	TH_LOG("%u allocations failed: %u before the probe, %u failed it, %u tolerated",
+	       nth - 1, refused, failed, bound_anyway);
+
+	/* The last bind ran out of allocations to fail and got through */
+	EXPECT_FALSE(injected);
+	EXPECT_EQ(0, nvg_bound_driver(GPU, drv, sizeof(drv)));
+	EXPECT_STREQ(NVG_DRIVER, drv);
+	EXPECT_LT(0, failed);
+	snprintf(path, sizeof(path), "%s: probe with driver %s failed with error -12",
+		 GPU, NVG_DRIVER);
+	EXPECT_TRUE(nvg_klog_contains(path));
+	ASSERT_EQ(0, nvg_open_group(GPU, &dev));
+	EXPECT_EQ(8, pread(dev.device_fd, &val, 8, nvg_region_offset(USE)));
 	nvg_close(&dev);
 }
 

@@ -10,7 +10,8 @@
 #
 # Outputs: the kernel image ($NVG_OUT/$NVG_IMAGE), the modules installed
 # below $NVG_OUT/modroot, the uAPI headers below $NVG_OUT/usr/include and
-# the test helper module tests/pte_probe as $NVG_OUT/pte_probe/*.ko.
+# the test helper modules tests/pte_probe and tests/guard as
+# $NVG_OUT/pte_probe/*.ko and $NVG_OUT/guard/*.ko.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -82,12 +83,13 @@ configure() {
 	echo "$want" >"$NVG_OUT/.nvgrace-fragment"
 }
 
-# The test-only helper module, built as an external module against the
-# test kernel, from a copy so that no build product lands in the repository
-build_pte_probe() {
-	rsync -rc --delete "$NVG_REPO/tests/pte_probe/" "$NVG_OUT/pte_probe/"
-	nvg_make M="$NVG_OUT/pte_probe" modules >"$NVG_OUT/pte_probe.log" 2>&1 ||
-		{ cat "$NVG_OUT/pte_probe.log"; nvg_die "pte_probe build failed"; }
+# A test-only helper module tests/$1, built as an external module against
+# the test kernel, from a copy so that no build product lands in the
+# repository
+build_helper() {
+	rsync -rc --delete "$NVG_REPO/tests/$1/" "$NVG_OUT/$1/"
+	nvg_make M="$NVG_OUT/$1" modules >"$NVG_OUT/$1.log" 2>&1 ||
+		{ cat "$NVG_OUT/$1.log"; nvg_die "$1 build failed"; }
 }
 
 main() {
@@ -104,7 +106,8 @@ main() {
 	rm -rf "$NVG_OUT/modroot"
 	nvg_make INSTALL_MOD_PATH="$NVG_OUT/modroot" modules_install >/dev/null
 	nvg_make INSTALL_HDR_PATH="$NVG_OUT/usr" headers_install >/dev/null
-	build_pte_probe
+	build_helper pte_probe
+	build_helper guard
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

@@ -8,8 +8,9 @@
 #
 # Usage: [NVG_ARCH=arm64] run-fuzz.sh [OPERATIONS [SEED]]
 #	OPERATIONS defaults to 20000000; SEED to the time, printed either way.
-# Ends with "N passed, N failed"; exits non-zero on a failure, a kernel
-# splat or a kmemleak report.
+# Ends with "N passed, N failed" (the fuzzer, and the guard areas around the
+# GPU memory); exits non-zero on a failure, a kernel splat or a kmemleak
+# report.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -26,11 +27,15 @@ nvg_apt_install "${NVG_PACKAGES[@]}"
 "$NVG_REPO/tests/vm/run-vm.sh" fuzz
 log=$NVG_OUT/vm/fuzz.log
 nvg_section "$log" fuzz
+nvg_section "$log" guard
 nvg_section "$log" kmemleak
+passed=0
 if grep -q '^ok 1 gpu.fuzz$' "$log" && grep -q '^exit status 0$' "$log" &&
    ! grep -qE "$NVG_SPLAT_RE" "$log"; then
-	echo "1 passed, 0 failed"
-else
-	echo "0 passed, 1 failed (see $log)"
-	exit 1
+	passed=$((passed + 1))
 fi
+guard=$(nvg_section "$log" guard)
+grep -q '^ok 3 ' <<<"$guard" && ! grep -q '^not ok' <<<"$guard" &&
+	passed=$((passed + 1))
+echo "$passed passed, $((2 - passed)) failed"
+[ "$passed" -eq 2 ] || { echo "see $log"; exit 1; }

@@ -169,6 +169,7 @@ test_arch() {
 	kselftest_results "$vm/test.log" "$vm" kselftest
 	kselftest_results "$vm/test.log" "$vm" stress
 	tap_results "$vm/test.log" reload
+	tap_results "$vm/test.log" guard
 }
 
 main() {

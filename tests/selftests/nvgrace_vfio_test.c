@@ -56,41 +56,41 @@ FIXTURE_VARIANT(gpu) {
 	__u64 bar[VFIO_PCI_BAR5_REGION_INDEX];
 };
 
-/* 2.5 GiB - 1 MiB at 4 GiB: not a whole number of memory blocks */
+/* 2.5 GiB - 1 MiB at 5 GiB: not a whole number of memory blocks */
 FIXTURE_VARIANT_ADD(gpu, hopper_group) {
 	.bdf = GPU_HOPPER, .cdev = false, .has_reset = true,
-	.base = 0x100000000,
+	.base = 0x140000000,
 	.len = { [USE] = 0x40000000, [RES] = 0x5ff00000 },
 	.bar = { [USE] = 0x80000000, [RES] = 0x80000000 },
 };
 
 FIXTURE_VARIANT_ADD(gpu, hopper_cdev) {
 	.bdf = GPU_HOPPER, .cdev = true, .has_reset = true,
-	.base = 0x100000000,
+	.base = 0x140000000,
 	.len = { [USE] = 0x40000000, [RES] = 0x5ff00000 },
 	.bar = { [USE] = 0x80000000, [RES] = 0x80000000 },
 };
 
-/* Exactly 1.5 GiB, the smallest device; its function has no reset method */
+/* Exactly 1.5 GiB at 8.5 GiB, the smallest device; no reset method */
 FIXTURE_VARIANT_ADD(gpu, odd_group) {
 	.bdf = GPU_ODD, .cdev = false, .has_reset = false,
-	.base = 0x1a0000000,
+	.base = 0x220000000,
 	.len = { [USE] = 0x20000000, [RES] = 0x40000000 },
 	.bar = { [USE] = 0x20000000, [RES] = 0x40000000 },
 };
 
 FIXTURE_VARIANT_ADD(gpu, odd_cdev) {
 	.bdf = GPU_ODD, .cdev = true, .has_reset = false,
-	.base = 0x1a0000000,
+	.base = 0x220000000,
 	.len = { [USE] = 0x20000000, [RES] = 0x40000000 },
 	.bar = { [USE] = 0x20000000, [RES] = 0x40000000 },
 };
 
-/* 2 GiB, whole memory blocks, behind a PCIe root port */
+/* 2 GiB at 11 GiB, whole memory blocks, behind a PCIe root port */
 FIXTURE_VARIANT_ADD(gpu, port_group) {
 	.bdf = GPU_PORT, .cdev = false, .has_reset = true,
 	.has_hot_reset = true,
-	.base = 0x200000000,
+	.base = 0x2c0000000,
 	.len = { [USE] = 0x40000000, [RES] = 0x40000000 },
 	.bar = { [USE] = 0x40000000, [RES] = 0x40000000 },
 };
@@ -98,7 +98,7 @@ FIXTURE_VARIANT_ADD(gpu, port_group) {
 FIXTURE_VARIANT_ADD(gpu, port_cdev) {
 	.bdf = GPU_PORT, .cdev = true, .has_reset = true,
 	.has_hot_reset = true,
-	.base = 0x200000000,
+	.base = 0x2c0000000,
 	.len = { [USE] = 0x40000000, [RES] = 0x40000000 },
 	.bar = { [USE] = 0x40000000, [RES] = 0x40000000 },
 };
@@ -836,6 +836,122 @@ TEST_F(gpu, mmap_huge_then_small_tail)
 	munmap(p, len);
 }
 
+/*
+ * The boundaries of a region where an access could slip out of the device
+ * range: its real length, the page, 2 MiB and 1 GiB boundaries below it,
+ * and its BAR size.  0 stands for one that does not exist.
+ */
+static void region_boundaries(__u64 len, __u64 bar, size_t page, __u64 *b)
+{
+	b[0] = len;
+	b[1] = round_down_to(len - 1, page);
+	b[2] = round_down_to(len - 1, 2UL << 20);
+	b[3] = round_down_to(len - 1, 1UL << 30);
+	b[4] = bar;
+}
+
+#define NR_BOUNDARIES	5
+#define ACROSS		32	/* bytes written each side of a boundary */
+
+/*
+ * Write across every boundary of region @index, through pwrite() and
+ * through a mapping at a 1 GiB aligned address (huge entries), and check
+ * where the bytes went: below the real length into memory, past it nowhere
+ * (all-ones reads back), past the BAR size not even counted.
+ */
+static void write_across_boundaries(struct __test_metadata *_metadata,
+				    int fd, size_t page, int index,
+				    __u64 len, __u64 bar)
+{
+	size_t mappable = round_down_to(len, page), in_mem;
+	__u8 mark[2 * ACROSS], buf[2 * ACROSS], ones[2 * ACROSS];
+	off_t base = nvg_region_offset(index);
+	__u64 b[NR_BOUNDARIES], at;
+	unsigned int j;
+	ssize_t want;
+	__u8 *p;
+
+	region_boundaries(len, bar, page, b);
+	memset(ones, 0xff, sizeof(ones));
+	fill(mark, sizeof(mark), 40 + index);
+	for (j = 0; j < NR_BOUNDARIES; j++) {
+		if (b[j] < ACROSS)
+			continue;
+		at = b[j] - ACROSS;
+		want = at + sizeof(mark) > bar ? bar - at : sizeof(mark);
+		in_mem = at < len ? len - at : 0;
+		if (in_mem > (size_t)want)
+			in_mem = want;
+		ASSERT_EQ(want, pwrite(fd, mark, sizeof(mark), base + at));
+		ASSERT_EQ(want, pread(fd, buf, sizeof(buf), base + at));
+		EXPECT_EQ(0, memcmp(buf, mark, in_mem));
+		EXPECT_EQ(0, memcmp(buf + in_mem, ones, want - in_mem));
+	}
+
+	p = map_aligned(fd, index, mappable, 1UL << 30, false,
+			page);
+	ASSERT_NE(MAP_FAILED, p);
+	fill(mark, sizeof(mark), 80 + index);
+	/* The page, 2 MiB and 1 GiB boundaries, as seen through pread() */
+	for (j = 1; j < 4; j++) {
+		at = b[j] < ACROSS ? 0 : b[j] - ACROSS;
+		memcpy(p + at, mark, sizeof(mark));
+		ASSERT_EQ(sizeof(buf),
+			  pread(fd, buf, sizeof(buf), base + at));
+		EXPECT_EQ(0, memcmp(buf, mark, sizeof(mark))) {
+			TH_LOG("region %d: write at %#llx through the mapping",
+			       index, (unsigned long long)at);
+		}
+	}
+	/* The last byte that can be mapped */
+	p[mappable - 1] = 0x5a;
+	ASSERT_EQ(1, pread(fd, buf, 1, base + mappable - 1));
+	EXPECT_EQ(0x5a, buf[0]);
+	EXPECT_EQ(0, munmap(p, mappable));
+}
+
+/*
+ * No write leaves its region.  usemem ends where resmem begins in the
+ * device range, so the part of a usemem write past its real length would
+ * land in resmem: the test reads back there.  The guard areas that
+ * tests/guard fills around the device ranges catch a write escaping a
+ * range, when they are checked after the suite.
+ */
+TEST_F(gpu, no_escape_at_boundaries)
+{
+	__u64 len = variant->len[USE], b[NR_BOUNDARIES], at[NR_BOUNDARIES];
+	__u8 before[NR_BOUNDARIES][2 * ACROSS], after[2 * ACROSS];
+	off_t res = nvg_region_offset(RES);
+	unsigned int j;
+
+	/* resmem first: its own writes change what is checked below */
+	write_across_boundaries(_metadata, self->fd, self->page, RES,
+				variant->len[RES], variant->bar[RES]);
+
+	/* Where the bytes of usemem writes past its real length would land */
+	region_boundaries(len, variant->bar[USE], self->page, b);
+	for (j = 0; j < NR_BOUNDARIES; j++) {
+		if (b[j] + ACROSS <= len)
+			continue;
+		at[j] = (b[j] - ACROSS > len ? b[j] - ACROSS : len) - len;
+		ASSERT_EQ(sizeof(before[j]), pread(self->fd, before[j],
+						   sizeof(before[j]),
+						   res + at[j]));
+	}
+	write_across_boundaries(_metadata, self->fd, self->page, USE, len,
+				variant->bar[USE]);
+	for (j = 0; j < NR_BOUNDARIES; j++) {
+		if (b[j] + ACROSS <= len)
+			continue;
+		ASSERT_EQ(sizeof(after), pread(self->fd, after, sizeof(after),
+					       res + at[j]));
+		EXPECT_EQ(0, memcmp(before[j], after, sizeof(after))) {
+			TH_LOG("resmem at %#llx changed by usemem writes",
+			       (unsigned long long)at[j]);
+		}
+	}
+}
+
 /* A user address not aligned for huge pages gets small pages, not an error */
 TEST_F(gpu, mmap_unaligned_address)
 {
@@ -1142,8 +1258,8 @@ TEST(device_memory_is_not_system_ram)
 		fields = sscanf(line, "%llx-%llx", &start, &end);
 		ASSERT_EQ(2, fields);
 		ram++;
-		/* All device variants lie in [4 GiB, 10 GiB) */
-		EXPECT_TRUE(end < 0x100000000ULL || start >= 0x280000000ULL) {
+		/* All device variants and their guards lie in [4, 14) GiB */
+		EXPECT_TRUE(end < 0x100000000ULL || start >= 0x380000000ULL) {
 			TH_LOG("System RAM %s", line);
 		}
 	}

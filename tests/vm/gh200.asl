@@ -15,7 +15,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
 
     Scope (\_SB.PCI0)
     {
-        /* 00:05.0: Hopper, size not memblock aligned */
+        /* 00:05.0: Hopper, at 5 GiB, size not memblock aligned */
         Device (GPU0)
         {
             Name (_ADR, 0x00050000)
@@ -26,7 +26,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
                 Package ()
                 {
-                    Package () { "nvidia,gpu-mem-base-pa", 0x100000000 },
+                    Package () { "nvidia,gpu-mem-base-pa", 0x140000000 },
                     Package () { "nvidia,gpu-mem-size", 0x9FF00000 }
                 }
             })
@@ -69,7 +69,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 }
             })
         }
-        /* 00:09.0: exactly 1.5 GiB, no reset method */
+        /* 00:09.0: exactly 1.5 GiB at 8.5 GiB, no reset method */
         Device (GPU4)
         {
             Name (_ADR, 0x00090000)
@@ -79,7 +79,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
                 Package ()
                 {
-                    Package () { "nvidia,gpu-mem-base-pa", 0x1A0000000 },
+                    Package () { "nvidia,gpu-mem-base-pa", 0x220000000 },
                     Package () { "nvidia,gpu-mem-size", 0x60000000 }
                 }
             })
@@ -134,7 +134,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
         }
         /*
          * 00:0d.0, a PCIe root port, and behind it 01:00.0: 2 GiB at
-         * 8 GiB, whole memory blocks; the secondary bus reset of the port
+         * 11 GiB, whole memory blocks; the secondary bus reset of the port
          * gives this function a hot reset.
          */
         Device (RP0)
@@ -150,7 +150,7 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                     ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
                     Package ()
                     {
-                        Package () { "nvidia,gpu-mem-base-pa", 0x200000000 },
+                        Package () { "nvidia,gpu-mem-base-pa", 0x2C0000000 },
                         Package () { "nvidia,gpu-mem-size", 0x80000000 }
                     }
                 })

@@ -10,8 +10,9 @@
 #
 # The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
 # q35 with an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.
-# 6 GiB at 4 GiB of its RAM is kept from the guest kernel and serves as the
-# GPU memory of the devices.  The guest's
+# 10 GiB at 4 GiB of its RAM is kept from the guest kernel: it holds the GPU
+# memory of the devices, with unused RAM between the ranges for the guard
+# areas that tests/guard fills and checks.  The guest's
 # userland is an initramfs (busybox-static, the test programs, the modules):
 # self-contained and the same on every host, unlike the host's root over 9p.
 
@@ -22,8 +23,7 @@ MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
-# Stand-in functions at the slots that gh200.asl describes, and the GPU
-# memory of the devices (4 GiB to 10 GiB) kept from the guest kernel
+# Stand-in functions at the slots that gh200.asl describes
 STANDINS=()
 for slot in 05 06 07 08 09 0a 0b 0c; do
 	STANDINS+=(-device "bochs-display,addr=$slot.0")
@@ -40,20 +40,21 @@ KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
 case "$NVG_ARCH" in
 x86_64)
 	# q35 with an Intel vIOMMU (which must come before the stand-ins);
-	# memmap= keeps 4 GiB to 10 GiB of RAM from the kernel.
+	# q35 puts 2 GiB of RAM below 4 GiB and the rest above, and memmap=
+	# keeps 4 GiB to 14 GiB of it from the kernel.
 	QEMU=qemu-system-x86_64
-	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 9G
+	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 13G
 		-nographic -no-reboot
 		-nic none -device intel-iommu "${STANDINS[@]}")
-	KERNEL_ARGS+=" console=ttyS0 memmap=6G\$4G intel_iommu=on"
+	KERNEL_ARGS+=" console=ttyS0 memmap=10G\$4G intel_iommu=on"
 	;;
 arm64)
 	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI;
 	# RAM starts at 1 GiB and mem=1G leaves the rest alone, bar the
-	# kernel and the initrd that UEFI places near the top (above 10 GiB).
+	# kernel and the initrd that UEFI places near the top (above 14 GiB).
 	QEMU=qemu-system-aarch64
 	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3
-		-cpu max,pauth-impdef=on -smp 2 -m 11G -nographic -no-reboot
+		-cpu max,pauth-impdef=on -smp 2 -m 15G -nographic -no-reboot
 		-nic none -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 		"${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyAMA0 acpi=force mem=1G"
@@ -90,7 +91,8 @@ build_rootfs() {
 	cp "$busybox" "$VM/root/bin/busybox"
 	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
-	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" "$VM/root/lib/"
+	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" \
+		"$NVG_OUT/guard/nvgrace_guard.ko" "$VM/root/lib/"
 	# The upstream driver, for the benchmark (tests/run-bench.sh)
 	if [ "$MODE" = bench ]; then
 		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \

@@ -3,8 +3,9 @@
 #
 # Static checks of the driver, each reported as one TAP test:
 # checkpatch --strict on every source file, sparse and W=1 on the in-tree
-# build, kernel-doc, an out-of-tree build against Debian's 6.12 headers,
-# and a reStructuredText check of the documentation.
+# build, kernel-doc, an out-of-tree build and a DKMS build and install
+# against Debian's 6.12 headers, a reStructuredText check of the
+# documentation, and the MAINTAINERS entry.
 # Needs the tree that tests/build-kernel.sh prepared.
 
 set -uo pipefail
@@ -63,14 +64,20 @@ check_kernel_doc() {
 	report "kernel-doc -Wall" "$log"
 }
 
+# Debian's newest installed 6.12 headers: the kernel release, or nothing
+debian_headers_release() {
+	ls -d /usr/src/linux-headers-6.12.*-amd64 2>/dev/null | sort -V |
+		tail -n1 | sed 's|.*/linux-headers-||'
+}
+
 # The module must also build outside the tree, against a distribution
 # kernel whose configuration does not know the driver.
 check_out_of_tree() {
-	local log=$NVG_OUT/oot.log oot=$NVG_OUT/oot kdir
+	local log=$NVG_OUT/oot.log oot=$NVG_OUT/oot kver kdir
 
-	kdir=$(ls -d /usr/src/linux-headers-6.12.*-amd64 2>/dev/null |
-	       sort -V | tail -n1)
-	if [ -z "$kdir" ]; then
+	kver=$(debian_headers_release)
+	kdir=/usr/src/linux-headers-$kver
+	if [ -z "$kver" ]; then
 		echo "no linux-headers-6.12.*-amd64 installed" >"$log"
 	else
 		rm -rf "$oot"
@@ -84,7 +91,71 @@ check_out_of_tree() {
 				echo "no nvgrace-gpu-vfio-pci.ko built"
 		} >"$log"
 	fi
-	report "out-of-tree build against $(basename "${kdir:-none}")" "$log"
+	report "out-of-tree build against linux-headers-${kver:-none}" "$log"
+}
+
+# Add, build and install version $2 of module $1 for kernel release $3
+# with DKMS, from a copy of the repository in /usr/src; print what is wrong
+dkms_install() {
+	local name=$1 ver=$2 kver=$3 ko
+
+	mkdir -p "/usr/src/$name-$ver"
+	cp "$NVG_REPO"/{Kconfig,Makefile,dkms.conf,*.c,*.h} "/usr/src/$name-$ver/"
+	if ! { dkms add "$name/$ver" && dkms build "$name/$ver" -k "$kver" &&
+	       dkms install "$name/$ver" -k "$kver"; } >"$NVG_OUT/dkms.raw" 2>&1; then
+		tail -n 20 "$NVG_OUT/dkms.raw"
+		echo "dkms add, build or install failed"
+		return
+	fi
+	ko=$(ls "/lib/modules/$kver/updates/dkms/$name.ko"* 2>/dev/null)
+	if [ -z "$ko" ]; then
+		echo "no $name.ko in /lib/modules/$kver/updates/dkms/"
+		return
+	fi
+	[ "$(modinfo -F vermagic "$ko" | cut -d' ' -f1)" = "$kver" ] ||
+		echo "$ko: vermagic is not $kver"
+	# What modprobe would load for that kernel
+	[ "$(modinfo -k "$kver" -n "$name")" = "$ko" ] ||
+		echo "modprobe would not load $ko for $kver"
+}
+
+# dkms.conf builds the module for a kernel that is not running and installs
+# it into updates/dkms/, ahead of the kernel's own module of that name.
+# What the check adds to the system is removed again.
+check_dkms() {
+	local log=$NVG_OUT/dkms.log kver name ver
+
+	kver=$(debian_headers_release)
+	name=$(sed -n 's/^PACKAGE_NAME="\(.*\)"$/\1/p' "$NVG_REPO/dkms.conf")
+	ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$NVG_REPO/dkms.conf")
+	if [ -z "$kver" ]; then
+		echo "no linux-headers-6.12.*-amd64 installed" >"$log"
+	else
+		dkms remove "$name/$ver" --all >/dev/null 2>&1
+		rm -rf "/usr/src/$name-$ver"
+		dkms_install "$name" "$ver" "$kver" >"$log" 2>&1
+		dkms remove "$name/$ver" --all >/dev/null 2>&1
+		rm -rf "/usr/src/$name-$ver"
+	fi
+	report "dkms build and install for $name $ver, ${kver:-none}" "$log"
+}
+
+# MAINTAINERS.fragment must read back unchanged from the kernel's
+# parse-maintainers.pl (tabs, entry order) and name a maintainer, a list,
+# a status and files.
+check_maintainers() {
+	local log=$NVG_OUT/maintainers.log frag=$NVG_REPO/MAINTAINERS.fragment e
+
+	{
+		perl "$NVG_KSRC/scripts/parse-maintainers.pl" --order \
+			--input "$frag" --output "$NVG_OUT/maintainers.out" ||
+			echo "parse-maintainers.pl failed"
+		diff "$frag" "$NVG_OUT/maintainers.out"
+		for e in M L S F; do
+			grep -q "^$e:	" "$frag" || echo "no $e: entry"
+		done
+	} >"$log" 2>&1
+	report "MAINTAINERS.fragment (parse-maintainers.pl)" "$log"
 }
 
 # The documentation must be valid reStructuredText
@@ -100,11 +171,13 @@ check_rst() {
 }
 
 echo "TAP version 13"
-echo "1..5"
+echo "1..7"
 check_checkpatch
 check_sparse_w1
 check_kernel_doc
 check_out_of_tree
+check_dkms
 check_rst
+check_maintainers
 echo "# static checks: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

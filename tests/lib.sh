@@ -63,7 +63,7 @@ nvg_apt_install() {
 # checkers, guest userland.
 NVG_PACKAGES=(linux-source-6.12 build-essential bc flex bison libssl-dev
 	libelf-dev ccache qemu-system-x86 acpica-tools busybox-static sparse
-	cpio kmod xz-utils rsync python3 python3-docutils perl dkms)
+	cpio kmod xz-utils rsync python3 python3-docutils perl dkms python3-sphinx)
 # And the arm64 rig: cross compiler and libc, QEMU and its UEFI firmware
 NVG_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	qemu-system-arm qemu-efi-aarch64)

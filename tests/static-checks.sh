@@ -4,8 +4,8 @@
 # Static checks of the driver, each reported as one TAP test:
 # checkpatch --strict on every source file, sparse and W=1 on the in-tree
 # build, kernel-doc, an out-of-tree build and a DKMS build and install
-# against Debian's 6.12 headers, a reStructuredText check of the
-# documentation, and the MAINTAINERS entry.
+# against Debian's 6.12 headers, a Sphinx build of the documentation, and
+# the MAINTAINERS entry.
 # Needs the tree that tests/build-kernel.sh prepared.
 
 set -uo pipefail
@@ -158,16 +158,27 @@ check_maintainers() {
 	report "MAINTAINERS.fragment (parse-maintainers.pl)" "$log"
 }
 
-# The documentation must be valid reStructuredText
-check_rst() {
-	local f log=$NVG_OUT/rst.log
+# The documentation, built by Sphinx with the kernel's kernel-doc
+# extension as the kernel builds it, where the page pulls in the
+# kernel-doc of the code by its in-tree path: any warning fails the check.
+check_docs() {
+	local log=$NVG_OUT/docs.log dir=$NVG_OUT/docs
 
-	: >"$log"
-	for f in "$NVG_REPO"/Documentation/*.rst; do
-		/usr/bin/rst2html --strict --report=2 --halt=2 "$f" \
-			>/dev/null 2>>"$log" || echo "$f: rst2html failed" >>"$log"
-	done
-	report "Documentation (rst2html --strict)" "$log"
+	rm -rf "$dir"
+	mkdir -p "$dir/tree/drivers/vfio/pci" "$dir/conf"
+	ln -s "$NVG_REPO" "$dir/tree/drivers/vfio/pci/nvgrace-gpu"
+	cat >"$dir/conf/conf.py" <<-EOF
+		import sys
+		sys.path.insert(0, '$NVG_KSRC/Documentation/sphinx')
+		extensions = ['kerneldoc']
+		kerneldoc_bin = '$NVG_KSRC/scripts/kernel-doc'
+		kerneldoc_srctree = '$dir/tree'
+		root_doc = 'vfio-pci-nvgrace-gpu'
+		c_id_attributes = ['__user', '__iomem', '__must_check']
+	EOF
+	sphinx-build -W -q -b html -c "$dir/conf" "$NVG_REPO/Documentation" \
+		"$dir/html" >"$log" 2>&1 || echo "sphinx-build failed" >>"$log"
+	report "Documentation (sphinx-build -W, with kernel-doc)" "$log"
 }
 
 echo "TAP version 13"
@@ -177,7 +188,7 @@ check_sparse_w1
 check_kernel_doc
 check_out_of_tree
 check_dkms
-check_rst
+check_docs
 check_maintainers
 echo "# static checks: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

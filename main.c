@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper Superchip.
+ * VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper and Grace
+ * Blackwell Superchips.
  *
  * The GPU memory is not behind a PCI BAR: it is a host physical range on the
  * cache-coherent chip-to-chip link, described by ACPI properties of the GPU.
- * The driver presents it to user space as two emulated 64-bit prefetchable
- * BARs: usemem, mapped cacheable, as BAR4 (VFIO regions 4 and 5), and
- * resmem, mapped write-combining, as BAR2 (VFIO regions 2 and 3).  Without
+ * The driver presents it to user space as emulated 64-bit prefetchable
+ * BARs: usemem, mapped cacheable, as BAR4 (VFIO regions 4 and 5), and, on a
+ * GPU with the MIG hardware defect (Hopper), resmem, mapped write-combining,
+ * as BAR2 (VFIO regions 2 and 3).  Otherwise BAR2 is the GPU's own.  Without
  * those properties the device is handled exactly as by vfio-pci.
  */
 
@@ -24,11 +26,24 @@ static struct nvgrace_gpu_device *to_nvdev(struct vfio_device *core_vdev)
 	return container_of(core_vdev, struct nvgrace_gpu_device, core.vdev);
 }
 
-/* Regions 2 to 5 belong to the emulated BARs; 3 and 5 are their upper halves */
-static bool nvgrace_gpu_is_emulated_index(unsigned int index)
+/*
+ * Whether a region belongs to an emulated BAR: regions 4 and 5 (usemem and
+ * the upper half of its BAR) on every device with GPU memory, regions 2
+ * and 3 only when resmem takes the place of the GPU's own BAR2.
+ */
+static bool nvgrace_gpu_emulates(const struct nvgrace_gpu_device *nvdev,
+				 unsigned int index)
 {
-	return index >= VFIO_PCI_BAR2_REGION_INDEX &&
-	       index <= VFIO_PCI_BAR5_REGION_INDEX;
+	switch (index) {
+	case VFIO_PCI_BAR2_REGION_INDEX:
+	case VFIO_PCI_BAR3_REGION_INDEX:
+		return nvgrace_has_resmem(nvdev);
+	case VFIO_PCI_BAR4_REGION_INDEX:
+	case VFIO_PCI_BAR5_REGION_INDEX:
+		return nvgrace_has_mem(nvdev);
+	default:
+		return false;
+	}
 }
 
 static int nvgrace_gpu_init_dev(struct vfio_device *core_vdev)
@@ -37,6 +52,7 @@ static int nvgrace_gpu_init_dev(struct vfio_device *core_vdev)
 
 	mutex_init(&nvdev->map_lock);
 	mutex_init(&nvdev->bar_lock);
+	mutex_init(&nvdev->ready_lock);
 	return vfio_pci_core_init_dev(core_vdev);
 }
 
@@ -44,6 +60,7 @@ static void nvgrace_gpu_release_dev(struct vfio_device *core_vdev)
 {
 	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
 
+	mutex_destroy(&nvdev->ready_lock);
 	mutex_destroy(&nvdev->bar_lock);
 	mutex_destroy(&nvdev->map_lock);
 	vfio_pci_core_release_dev(core_vdev);
@@ -58,8 +75,15 @@ static int nvgrace_gpu_open_device(struct vfio_device *core_vdev)
 	if (ret)
 		return ret;
 
-	if (nvgrace_has_mem(nvdev))
+	if (nvgrace_has_mem(nvdev)) {
+		/* For the readiness registers, read after every reset */
+		ret = vfio_pci_core_setup_barmap(&nvdev->core, 0);
+		if (ret) {
+			vfio_pci_core_disable(&nvdev->core);
+			return ret;
+		}
 		nvgrace_config_reset_bars(nvdev);
+	}
 
 	vfio_pci_core_finish_enable(&nvdev->core);
 	return 0;
@@ -87,7 +111,7 @@ static ssize_t nvgrace_gpu_rw(struct vfio_device *core_vdev, char __user *buf,
 	region = nvgrace_mem_region(nvdev, index);
 	if (region)
 		return nvgrace_mem_rw(nvdev, region, buf, count, ppos, iswrite);
-	if (nvgrace_gpu_is_emulated_index(index))
+	if (nvgrace_gpu_emulates(nvdev, index))
 		return -EINVAL;
 
 	if (iswrite)
@@ -118,7 +142,7 @@ static int nvgrace_gpu_mmap(struct vfio_device *core_vdev,
 	region = nvgrace_mem_region(nvdev, index);
 	if (region)
 		return nvgrace_mem_mmap(nvdev, region, vma);
-	if (nvgrace_gpu_is_emulated_index(index))
+	if (nvgrace_gpu_emulates(nvdev, index))
 		return -EINVAL;
 	return vfio_pci_core_mmap(core_vdev, vma);
 }
@@ -158,7 +182,7 @@ static long nvgrace_gpu_region_info(struct vfio_device *core_vdev,
 		return -EFAULT;
 	if (info.argsz < minsz)
 		return -EINVAL;
-	if (!nvgrace_gpu_is_emulated_index(info.index))
+	if (!nvgrace_gpu_emulates(nvdev, info.index))
 		return vfio_pci_core_ioctl(core_vdev,
 					   VFIO_DEVICE_GET_REGION_INFO, arg);
 
@@ -200,6 +224,7 @@ static long nvgrace_gpu_region_info(struct vfio_device *core_vdev,
 static long nvgrace_gpu_ioeventfd(struct vfio_device *core_vdev,
 				  unsigned long arg)
 {
+	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
 	unsigned long minsz = offsetofend(struct vfio_device_ioeventfd, fd);
 	struct vfio_device_ioeventfd ioeventfd;
 
@@ -207,7 +232,8 @@ static long nvgrace_gpu_ioeventfd(struct vfio_device *core_vdev,
 		return -EFAULT;
 	if (ioeventfd.argsz < minsz)
 		return -EINVAL;
-	if (nvgrace_gpu_is_emulated_index(VFIO_PCI_OFFSET_TO_INDEX(ioeventfd.offset)))
+	if (nvgrace_gpu_emulates(nvdev,
+				 VFIO_PCI_OFFSET_TO_INDEX(ioeventfd.offset)))
 		return -ENOTTY;
 	return vfio_pci_core_ioctl(core_vdev, VFIO_DEVICE_IOEVENTFD, arg);
 }
@@ -276,8 +302,12 @@ static int nvgrace_gpu_probe(struct pci_dev *pdev,
 	ret = nvgrace_mem_probe(pdev, &layout);
 	if (ret)
 		return ret;
-	if (layout.usemem.length)
+	if (layout.usemem.length) {
+		ret = nvgrace_mem_wait_probe(pdev);
+		if (ret)
+			return ret;
 		ops = &nvgrace_gpu_mem_ops;
+	}
 
 	nvdev = vfio_alloc_device(nvgrace_gpu_device, core.vdev, &pdev->dev,
 				  ops);
@@ -303,9 +333,11 @@ static void nvgrace_gpu_remove(struct pci_dev *pdev)
 }
 
 /*
- * Every reset of the function that goes through the PCI core ends here:
- * VFIO_DEVICE_RESET, a hot reset, and an FLR that user space starts through
- * config space.  The emulated BAR registers reset with the function.
+ * The resets of the function that the PCI core reports end here:
+ * VFIO_DEVICE_RESET, a hot reset, the reset on open, an FLR that user space
+ * starts through config space, and one through sysfs.  The emulated BAR
+ * registers reset with the function, and the GPU memory waits for the GPU
+ * to be ready again.
  */
 static void nvgrace_gpu_reset_done(struct pci_dev *pdev)
 {
@@ -315,8 +347,10 @@ static void nvgrace_gpu_reset_done(struct pci_dev *pdev)
 	if (!core)
 		return;
 	nvdev = container_of(core, struct nvgrace_gpu_device, core);
-	if (nvgrace_has_mem(nvdev))
+	if (nvgrace_has_mem(nvdev)) {
 		nvgrace_config_reset_bars(nvdev);
+		nvgrace_mem_reset_done(nvdev);
+	}
 }
 
 static const struct pci_error_handlers nvgrace_gpu_err_handlers = {
@@ -332,6 +366,10 @@ static const struct pci_device_id nvgrace_gpu_ids[] = {
 	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_VENDOR_ID_NVIDIA, 0x2345) },
 	/* GH200 144GB HBM3e */
 	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_VENDOR_ID_NVIDIA, 0x2348) },
+	/* GB200 */
+	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_VENDOR_ID_NVIDIA, 0x2941) },
+	/* GB300 */
+	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_VENDOR_ID_NVIDIA, 0x31c2) },
 	{}
 };
 MODULE_DEVICE_TABLE(pci, nvgrace_gpu_ids);
@@ -348,4 +386,4 @@ static struct pci_driver nvgrace_gpu_driver = {
 module_pci_driver(nvgrace_gpu_driver);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper Superchip");
+MODULE_DESCRIPTION("VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper and Grace Blackwell Superchips");

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper Superchip:
- * data model and interfaces shared by the driver's files.
+ * VFIO PCI variant driver for the GPU of the NVIDIA Grace Hopper and Grace
+ * Blackwell Superchips: data model and interfaces shared by the driver's
+ * files.
  */
 
 #ifndef NVGRACE_H
 #define NVGRACE_H
 
+#include <linux/atomic.h>
+#include <linux/bits.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/sizes.h>
@@ -25,9 +28,32 @@
 #define NVGRACE_RESMEM_INDEX		VFIO_PCI_BAR2_REGION_INDEX
 #define NVGRACE_USEMEM_INDEX		VFIO_PCI_BAR4_REGION_INDEX
 
-/* Config space bytes that hold the emulated BAR2..BAR5 registers */
-#define NVGRACE_BAR_EMU_START		PCI_BASE_ADDRESS_2
+/*
+ * Config space bytes that hold the emulated BAR registers: BAR2 to BAR5,
+ * or BAR4 and BAR5 only when the device has no resmem
+ */
 #define NVGRACE_BAR_EMU_END		(PCI_BASE_ADDRESS_5 + 4)
+
+/*
+ * NVIDIA Designated Vendor-Specific Extended Capability that lists GPU
+ * features; bit 0 of its capability register is set when MIG works with
+ * the GPU memory mapped cacheable.  Without the bit (Hopper) the MIG
+ * hardware defect is present and resmem is needed.
+ */
+#define NVGRACE_DVSEC_GPU_CAPS		3
+#define NVGRACE_DVSEC_GPU_CAPS_REG	0xa
+#define NVGRACE_GPU_CAPS_MIG_CACHED	BIT(0)
+
+/*
+ * BAR0 registers that both read NVGRACE_READY_VALUE once the chip-to-chip
+ * link is up and the HBM is trained: the GPU memory must not be touched
+ * before.  Firmware bounds the bring-up to NVGRACE_READY_TIMEOUT_MS.
+ */
+#define NVGRACE_READY_C2C_LINK		0x1498
+#define NVGRACE_READY_HBM_TRAINING	0x200bc
+#define NVGRACE_READY_VALUE		0xff
+#define NVGRACE_READY_TIMEOUT_MS	30000
+#define NVGRACE_READY_POLL_MS		100
 
 /**
  * struct nvgrace_mem_region - one part of the GPU memory, exposed as a BAR
@@ -53,7 +79,9 @@ struct nvgrace_mem_region {
 /**
  * struct nvgrace_mem_layout - how the GPU memory is cut into regions
  * @usemem: cacheable memory, presented as BAR4 (VFIO regions 4 and 5)
- * @resmem: memory mapped uncached, presented as BAR2 (VFIO regions 2 and 3)
+ * @resmem: memory mapped uncached, presented as BAR2 (VFIO regions 2 and
+ *	3); all zero on a GPU without the MIG hardware defect, whose own
+ *	BAR2 is then passed through
  */
 struct nvgrace_mem_layout {
 	struct nvgrace_mem_region usemem;
@@ -72,18 +100,47 @@ struct nvgrace_mem_span {
 };
 
 /**
+ * struct nvgrace_ready_ops - where the readiness poll reads and waits
+ * @read: return the 32-bit BAR0 register at @offset
+ * @sleep: wait about @ms milliseconds; return false when the task got a
+ *	fatal signal, to end the poll
+ * @now_ms: a monotonic clock, in milliseconds
+ *
+ * The driver reads the device and sleeps; the KUnit tests fake both.
+ */
+struct nvgrace_ready_ops {
+	u32 (*read)(void *ctx, unsigned int offset);
+	bool (*sleep)(void *ctx, unsigned int ms);
+	u64 (*now_ms)(void *ctx);
+};
+
+/**
  * struct nvgrace_gpu_device - the VFIO device of one GPU
  * @core: the vfio-pci-core device; must stay the first member
  * @mem: the GPU memory regions; all zero when firmware describes no GPU
  *	memory and the device works as plain vfio-pci
+ * @resets: resets of the function that reached its reset_done handler
+ * @ready_at: the value of @resets when the GPU memory was last found
+ *	ready; written under &nvgrace_gpu_device.ready_lock, read without it
+ *	first
+ * @polls: readiness polls after a reset so far; written under
+ *	&nvgrace_gpu_device.ready_lock, read without it first
+ * @last_poll: the outcome of the last of them: 0, -ETIME or -EINTR;
+ *	protected by &nvgrace_gpu_device.ready_lock
  */
 struct nvgrace_gpu_device {
 	struct vfio_pci_core_device core;
 	struct nvgrace_mem_layout mem;
+	atomic_t resets;
+	int ready_at;
+	unsigned int polls;
+	int last_poll;
 	/** @map_lock: serializes creating and removing the kernel mappings */
 	struct mutex map_lock;
 	/** @bar_lock: protects the emulated BAR registers */
 	struct mutex bar_lock;
+	/** @ready_lock: serializes the readiness polls after a reset */
+	struct mutex ready_lock;
 };
 
 /**
@@ -95,6 +152,19 @@ struct nvgrace_gpu_device {
 static inline bool nvgrace_has_mem(const struct nvgrace_gpu_device *nvdev)
 {
 	return nvdev->mem.usemem.length != 0;
+}
+
+/**
+ * nvgrace_has_resmem() - tell whether BAR2 is emulated
+ * @nvdev: the device
+ *
+ * Return: true when the device has GPU memory and the MIG hardware defect,
+ * so that part of the memory is presented uncached as BAR2; false when
+ * BAR2 is the device's own.
+ */
+static inline bool nvgrace_has_resmem(const struct nvgrace_gpu_device *nvdev)
+{
+	return nvdev->mem.resmem.length != 0;
 }
 
 /**
@@ -110,6 +180,8 @@ static inline unsigned int nvgrace_vma_index(const struct vm_area_struct *vma)
 
 /* nvgrace_mem.c */
 int nvgrace_mem_probe(struct pci_dev *pdev, struct nvgrace_mem_layout *layout);
+int nvgrace_mem_wait_probe(struct pci_dev *pdev);
+void nvgrace_mem_reset_done(struct nvgrace_gpu_device *nvdev);
 struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
 					      unsigned int index);
 u64 nvgrace_mem_mappable(const struct nvgrace_mem_region *region);
@@ -127,11 +199,15 @@ ssize_t nvgrace_config_rw(struct nvgrace_gpu_device *nvdev, char __user *buf,
 void nvgrace_config_reset_bars(struct nvgrace_gpu_device *nvdev);
 
 #if IS_ENABLED(CONFIG_KUNIT)
-int nvgrace_mem_split(u64 base, u64 size, struct nvgrace_mem_layout *layout,
-		      const char **cause);
+bool nvgrace_mem_mig_defect(struct pci_dev *pdev);
+int nvgrace_mem_split(u64 base, u64 size, bool resmem,
+		      struct nvgrace_mem_layout *layout, const char **cause);
+int nvgrace_mem_poll_ready(const struct nvgrace_ready_ops *ops, void *ctx);
 int nvgrace_mem_clip(const struct nvgrace_mem_region *region, u64 pos,
 		     size_t count, struct nvgrace_mem_span *span);
-size_t nvgrace_config_segment(u64 pos, size_t count, bool *emulated);
+u64 nvgrace_config_emu_start(const struct nvgrace_gpu_device *nvdev);
+size_t nvgrace_config_segment(u64 pos, size_t count, u64 emu_start,
+			      bool *emulated);
 void nvgrace_config_read_bars(struct nvgrace_gpu_device *nvdev, u64 pos,
 			      u8 *buf, size_t count);
 void nvgrace_config_write_bars(struct nvgrace_gpu_device *nvdev, u64 pos,

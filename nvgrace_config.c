@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Config space of the NVIDIA Grace Hopper GPU as user space sees it: the
- * BAR2 and BAR4 registers (config bytes 0x18 to 0x27) describe the emulated
- * resmem and usemem BARs; every other byte is vfio-pci-core's.
+ * Config space of the NVIDIA Grace GPUs as user space sees it: the BAR2 and
+ * BAR4 registers (config bytes 0x18 to 0x27) describe the emulated resmem
+ * and usemem BARs; every other byte is vfio-pci-core's.  A GPU without
+ * resmem keeps its own BAR2 register, and only BAR4 (0x20 to 0x27) is
+ * emulated.
  *
  * Each emulated BAR is a 64-bit prefetchable memory BAR.  Its register keeps
  * what was last written, and reads back with the address bits below the BAR
@@ -16,7 +18,7 @@
 
 #include "nvgrace.h"
 
-#define NVGRACE_BAR_EMU_LEN	(NVGRACE_BAR_EMU_END - NVGRACE_BAR_EMU_START)
+#define NVGRACE_BAR_EMU_MAX_LEN	(NVGRACE_BAR_EMU_END - PCI_BASE_ADDRESS_2)
 #define NVGRACE_BAR_FLAGS	(PCI_BASE_ADDRESS_MEM_TYPE_64 | \
 				 PCI_BASE_ADDRESS_MEM_PREFETCH)
 
@@ -24,17 +26,18 @@
  * nvgrace_config_segment() - the next piece of a config space access
  * @pos: config space offset where the piece starts
  * @count: bytes left in the access, at least 1
+ * @emu_start: first config byte of the emulated BAR registers
  * @emulated: set to true when the piece is served by the emulated BARs,
  *	false when it goes to vfio-pci-core
  *
  * Return: length of the piece, from 1 to @count.
  */
 VISIBLE_IF_KUNIT size_t nvgrace_config_segment(u64 pos, size_t count,
-					       bool *emulated)
+					       u64 emu_start, bool *emulated)
 {
-	if (pos < NVGRACE_BAR_EMU_START) {
+	if (pos < emu_start) {
 		*emulated = false;
-		return min_t(u64, count, NVGRACE_BAR_EMU_START - pos);
+		return min_t(u64, count, emu_start - pos);
 	}
 	if (pos < NVGRACE_BAR_EMU_END) {
 		*emulated = true;
@@ -45,12 +48,27 @@ VISIBLE_IF_KUNIT size_t nvgrace_config_segment(u64 pos, size_t count,
 }
 EXPORT_SYMBOL_IF_KUNIT(nvgrace_config_segment);
 
+/**
+ * nvgrace_config_emu_start() - where the emulated BAR registers start
+ * @nvdev: a device with GPU memory
+ *
+ * Return: the config offset of BAR2 when the device has resmem, else that
+ * of BAR4: BAR2 and BAR3 are then the device's own.
+ */
+VISIBLE_IF_KUNIT u64
+nvgrace_config_emu_start(const struct nvgrace_gpu_device *nvdev)
+{
+	return nvgrace_has_resmem(nvdev) ? PCI_BASE_ADDRESS_2 :
+					   PCI_BASE_ADDRESS_4;
+}
+EXPORT_SYMBOL_IF_KUNIT(nvgrace_config_emu_start);
+
 /* The region whose BAR register holds config byte @pos, and the byte's shift */
 static struct nvgrace_mem_region *
 nvgrace_config_bar(struct nvgrace_gpu_device *nvdev, u64 pos,
 		   unsigned int *shift)
 {
-	*shift = (pos - NVGRACE_BAR_EMU_START) % sizeof(u64) * BITS_PER_BYTE;
+	*shift = (pos - PCI_BASE_ADDRESS_2) % sizeof(u64) * BITS_PER_BYTE;
 
 	return pos < PCI_BASE_ADDRESS_4 ? &nvdev->mem.resmem :
 					  &nvdev->mem.usemem;
@@ -131,7 +149,7 @@ static ssize_t nvgrace_config_emulated_rw(struct nvgrace_gpu_device *nvdev,
 					  char __user *buf, size_t count,
 					  u64 pos, bool iswrite)
 {
-	u8 val[NVGRACE_BAR_EMU_LEN];
+	u8 val[NVGRACE_BAR_EMU_MAX_LEN];
 
 	if (iswrite) {
 		if (copy_from_user(val, buf, count))
@@ -177,6 +195,7 @@ static ssize_t nvgrace_config_core_rw(struct nvgrace_gpu_device *nvdev,
 ssize_t nvgrace_config_rw(struct nvgrace_gpu_device *nvdev, char __user *buf,
 			  size_t count, loff_t *ppos, bool iswrite)
 {
+	u64 emu_start = nvgrace_config_emu_start(nvdev);
 	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
 	int cfg_size = nvdev->core.pdev->cfg_size;
 	size_t done = 0;
@@ -192,7 +211,7 @@ ssize_t nvgrace_config_rw(struct nvgrace_gpu_device *nvdev, char __user *buf,
 	while (done < count) {
 		bool emulated;
 		size_t len = nvgrace_config_segment(pos + done, count - done,
-						    &emulated);
+						    emu_start, &emulated);
 
 		if (emulated)
 			ret = nvgrace_config_emulated_rw(nvdev, buf + done, len,

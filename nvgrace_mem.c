@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * GPU memory of the NVIDIA Grace Hopper Superchip: where it is, how it is cut
- * into the two emulated BARs, and how user space reads, writes and maps it.
+ * GPU memory of the NVIDIA Grace Hopper and Grace Blackwell Superchips: where
+ * it is, how it is cut into the emulated BARs, when it may be touched, and
+ * how user space reads, writes and maps it.
  *
  * The GPU memory is a range of host physical addresses reached over the
  * cache-coherent chip-to-chip link.  It has no struct pages and no MMIO
@@ -10,7 +11,9 @@
  */
 
 #include <kunit/visibility.h>
+#include <linux/delay.h>
 #include <linux/io.h>
+#include <linux/ktime.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
@@ -18,6 +21,7 @@
 #include <linux/pci.h>
 #include <linux/pfn_t.h>
 #include <linux/property.h>
+#include <linux/sched/signal.h>
 #include <linux/uaccess.h>
 
 #include "nvgrace.h"
@@ -42,23 +46,50 @@ static_assert(sizeof(phys_addr_t) == sizeof(u64));
 static_assert(sizeof(size_t) == sizeof(u64));
 
 /**
+ * nvgrace_mem_mig_defect() - tell whether the GPU needs resmem
+ * @pdev: the GPU
+ *
+ * A GPU whose MIG feature works with cacheable GPU memory says so in an
+ * NVIDIA DVSEC of its extended config space.  Any other GPU, or one whose
+ * DVSEC cannot be read, has the MIG hardware defect.
+ *
+ * Return: true when the defect is present and resmem must be carved out.
+ */
+VISIBLE_IF_KUNIT bool nvgrace_mem_mig_defect(struct pci_dev *pdev)
+{
+	u16 pos, caps;
+
+	pos = pci_find_dvsec_capability(pdev, PCI_VENDOR_ID_NVIDIA,
+					NVGRACE_DVSEC_GPU_CAPS);
+	if (!pos)
+		return true;
+	if (pci_read_config_word(pdev, pos + NVGRACE_DVSEC_GPU_CAPS_REG, &caps))
+		return true;
+	return !(caps & NVGRACE_GPU_CAPS_MIG_CACHED);
+}
+EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_mig_defect);
+
+/**
  * nvgrace_mem_split() - cut the GPU memory into usemem and resmem
  * @base: host physical address of the GPU memory, from firmware
  * @size: length of the GPU memory in bytes, from firmware
- * @layout: filled with the two regions on success
+ * @resmem: true when the GPU has the MIG hardware defect and needs resmem
+ * @layout: filled with the regions on success
  * @cause: set to a description of the problem on failure
  *
- * usemem is the part made of whole memory blocks; resmem is the rest, at
- * least NVGRACE_RESMEM_MIN_SIZE, at the end.  The BAR sizes are the powers
- * of two reported to user space: for usemem the size is taken before the
- * round-down to memory blocks, as the guest driver expects.
+ * With @resmem, usemem is the part made of whole memory blocks and resmem
+ * is the rest, at least NVGRACE_RESMEM_MIN_SIZE, at the end.  Without it,
+ * usemem is all of the memory, to the byte, and resmem is empty.  The BAR
+ * sizes are the powers of two reported to user space: for usemem the size
+ * is taken before the round-down to memory blocks, as the guest driver
+ * expects.
  *
  * Return: 0 on success; -ENODEV when @size is 0 (the chip-to-chip link is
  * down); -EINVAL when @base is not page aligned or @size is too small to
- * leave any usemem; -EOVERFLOW when the range does not fit the address
- * space or @size exceeds 2^63.
+ * leave a memory block of usemem; -EOVERFLOW when the range does not fit
+ * the address space or @size exceeds 2^63.
  */
-VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size,
+VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size, bool resmem,
 				       struct nvgrace_mem_layout *layout,
 				       const char **cause)
 {
@@ -77,17 +108,26 @@ VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size,
 		*cause = "GPU memory range overflows the address space";
 		return -EOVERFLOW;
 	}
+	if (!resmem && size < NVGRACE_MEMBLK_SIZE) {
+		*cause = "GPU memory is smaller than 512 MiB";
+		return -EINVAL;
+	}
 	/* Less than this leaves no whole memory block before resmem */
-	if (size < NVGRACE_RESMEM_MIN_SIZE + NVGRACE_MEMBLK_SIZE) {
+	if (resmem && size < NVGRACE_RESMEM_MIN_SIZE + NVGRACE_MEMBLK_SIZE) {
 		*cause = "GPU memory is smaller than 1.5 GiB";
 		return -EINVAL;
 	}
 
-	usemem_len = round_down(size - NVGRACE_RESMEM_MIN_SIZE,
-				NVGRACE_MEMBLK_SIZE);
-
 	memset(layout, 0, sizeof(*layout));
 	layout->usemem.base = base;
+	if (!resmem) {
+		layout->usemem.length = size;
+		layout->usemem.bar_size = roundup_pow_of_two(size);
+		return 0;
+	}
+
+	usemem_len = round_down(size - NVGRACE_RESMEM_MIN_SIZE,
+				NVGRACE_MEMBLK_SIZE);
 	layout->usemem.length = usemem_len;
 	layout->usemem.bar_size = roundup_pow_of_two(size -
 						     NVGRACE_RESMEM_MIN_SIZE);
@@ -101,8 +141,8 @@ EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_split);
 /**
  * nvgrace_mem_probe() - find the GPU memory that firmware describes
  * @pdev: the GPU
- * @layout: filled with the two regions; all zero when firmware describes
- *	no GPU memory
+ * @layout: filled with the regions; all zero when firmware describes no
+ *	GPU memory
  *
  * Return: 0 when both properties give a usable range or neither is there,
  * a negative errno (logged) otherwise.
@@ -137,7 +177,8 @@ int nvgrace_mem_probe(struct pci_dev *pdev, struct nvgrace_mem_layout *layout)
 		return ret;
 	}
 
-	ret = nvgrace_mem_split(base, size, layout, &cause);
+	ret = nvgrace_mem_split(base, size, nvgrace_mem_mig_defect(pdev), layout,
+				&cause);
 	if (ret) {
 		dev_err(dev, "%s (base %#llx, size %#llx): %pe\n", cause, base,
 			size, ERR_PTR(ret));
@@ -146,13 +187,217 @@ int nvgrace_mem_probe(struct pci_dev *pdev, struct nvgrace_mem_layout *layout)
 	return 0;
 }
 
+/* The BAR0 registers of a GPU mapped at *@ctx, read by the readiness poll */
+static u32 nvgrace_mem_ready_read(void *ctx, unsigned int offset)
+{
+	void __iomem *const *bar0 = ctx;
+
+	return ioread32(*bar0 + offset);
+}
+
+/* Only a fatal signal ends the sleep, and the poll with it */
+static bool nvgrace_mem_ready_sleep(void *ctx, unsigned int ms)
+{
+	schedule_timeout_killable(msecs_to_jiffies(ms));
+	return !fatal_signal_pending(current);
+}
+
+static u64 nvgrace_mem_ready_now_ms(void *ctx)
+{
+	return ktime_to_ms(ktime_get());
+}
+
+static const struct nvgrace_ready_ops nvgrace_mem_ready_io = {
+	.read	= nvgrace_mem_ready_read,
+	.sleep	= nvgrace_mem_ready_sleep,
+	.now_ms	= nvgrace_mem_ready_now_ms,
+};
+
+static bool nvgrace_mem_regs_ready(const struct nvgrace_ready_ops *ops,
+				   void *ctx)
+{
+	/* All-ones is what a dead or absent device reads: compare it all */
+	return ops->read(ctx, NVGRACE_READY_C2C_LINK) == NVGRACE_READY_VALUE &&
+	       ops->read(ctx, NVGRACE_READY_HBM_TRAINING) == NVGRACE_READY_VALUE;
+}
+
+/**
+ * nvgrace_mem_poll_ready() - wait until the GPU reports its memory usable
+ * @ops: how to read the registers, sleep and tell the time
+ * @ctx: passed to @ops
+ *
+ * The registers are read at once, then every NVGRACE_READY_POLL_MS until
+ * NVGRACE_READY_TIMEOUT_MS have passed; the last read is at or after the
+ * deadline.
+ *
+ * Return: the milliseconds waited, 0 when the GPU was ready at once;
+ * -ETIME when it did not become ready in time, -EINTR when the sleep was
+ * cut short by a fatal signal.
+ */
+VISIBLE_IF_KUNIT int nvgrace_mem_poll_ready(const struct nvgrace_ready_ops *ops,
+					    void *ctx)
+{
+	u64 start = ops->now_ms(ctx), waited = 0;
+
+	for (;;) {
+		if (nvgrace_mem_regs_ready(ops, ctx))
+			return waited;
+		if (waited >= NVGRACE_READY_TIMEOUT_MS)
+			return -ETIME;
+		if (!ops->sleep(ctx, NVGRACE_READY_POLL_MS))
+			return -EINTR;
+		waited = ops->now_ms(ctx) - start;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_poll_ready);
+
+/* Wait for the GPU whose BAR0 is mapped at @bar0; log the outcome */
+static int nvgrace_mem_wait_ready(struct pci_dev *pdev, void __iomem *bar0)
+{
+	int ret = nvgrace_mem_poll_ready(&nvgrace_mem_ready_io, &bar0);
+
+	if (ret == -ETIME) {
+		pci_err(pdev,
+			"GPU memory not ready after %u ms (C2C link %#x, HBM training %#x): %pe\n",
+			NVGRACE_READY_TIMEOUT_MS,
+			ioread32(bar0 + NVGRACE_READY_C2C_LINK),
+			ioread32(bar0 + NVGRACE_READY_HBM_TRAINING),
+			ERR_PTR(ret));
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	if (ret)
+		pci_info(pdev, "GPU memory ready after %d ms\n", ret);
+	return 0;
+}
+
+/**
+ * nvgrace_mem_wait_probe() - wait at probe time until the GPU memory is usable
+ * @pdev: the GPU, not yet enabled
+ *
+ * The chip-to-chip link and the HBM may still be coming up after boot.
+ * The device is enabled and its BAR0 mapped for the poll only.
+ *
+ * Return: 0 when the GPU memory is ready; -ETIME when it is not within
+ * NVGRACE_READY_TIMEOUT_MS; -EINTR when the task got a fatal signal
+ * meanwhile; -ENODEV when BAR0 cannot hold the readiness registers;
+ * -ENOMEM or the errno of enabling the device or claiming BAR0.
+ */
+int nvgrace_mem_wait_probe(struct pci_dev *pdev)
+{
+	const unsigned long len = NVGRACE_READY_HBM_TRAINING + sizeof(u32);
+	void __iomem *bar0;
+	int ret;
+
+	if (!(pci_resource_flags(pdev, 0) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, 0) < len) {
+		pci_err(pdev, "BAR0 has no room for the readiness registers: %pe\n",
+			ERR_PTR(-ENODEV));
+		return -ENODEV;
+	}
+
+	ret = pci_enable_device_mem(pdev);
+	if (ret)
+		return ret;
+	ret = pci_request_region(pdev, 0, KBUILD_MODNAME);
+	if (ret)
+		goto out_disable;
+	bar0 = pci_iomap(pdev, 0, len);
+	if (!bar0) {
+		ret = -ENOMEM;
+		goto out_release;
+	}
+
+	ret = nvgrace_mem_wait_ready(pdev, bar0);
+
+	pci_iounmap(pdev, bar0);
+out_release:
+	pci_release_region(pdev, 0);
+out_disable:
+	pci_disable_device(pdev);
+	return ret;
+}
+
+/**
+ * nvgrace_mem_reset_done() - note that the GPU was reset
+ * @nvdev: a device with GPU memory
+ *
+ * After a reset the GPU memory may be touched only once the GPU reports it
+ * usable again: the next fault, read() or write() of it waits for that.
+ * The reset path may hold memory_lock for writing, so the reset is only
+ * counted here.
+ */
+void nvgrace_mem_reset_done(struct nvgrace_gpu_device *nvdev)
+{
+	atomic_inc(&nvdev->resets);
+}
+
+/*
+ * Whether BAR0 answers, as vfio-pci-core decides for the real BARs: memory
+ * decode on, as user space last set it, and the function out of D3hot.  A
+ * read otherwise gets an Unsupported Request, which some platforms treat
+ * as fatal.  The emulated BARs themselves ignore both.
+ */
+static bool nvgrace_mem_bar0_decodes(struct vfio_pci_core_device *core)
+{
+	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);
+
+	if (core->pdev->current_state == PCI_D3hot)
+		return false;
+	return core->pdev->no_command_memory || (cmd & PCI_COMMAND_MEMORY);
+}
+
+/*
+ * Before the GPU memory is touched, with memory_lock held for reading: if
+ * the GPU was reset since it was last found ready, wait until it is.  One
+ * caller polls, and the others wait for it on ready_lock.  A reset during
+ * the poll leaves the next caller to poll again; a poll that times out
+ * fails the callers that waited for it at once, and the next caller polls
+ * anew.  Memory decode must be on for BAR0 to be read: the caller gets
+ * -EIO until user space turns it on.  BAR0 is mapped from open to close
+ * (nvgrace_gpu_open_device()).
+ */
+static int nvgrace_mem_wait_after_reset(struct nvgrace_gpu_device *nvdev)
+{
+	struct vfio_pci_core_device *core = &nvdev->core;
+	unsigned int polls;
+	int resets, ret;
+
+	lockdep_assert_held(&core->memory_lock);
+
+	if (READ_ONCE(nvdev->ready_at) == atomic_read(&nvdev->resets))
+		return 0;
+	if (!nvgrace_mem_bar0_decodes(core))
+		return -EIO;
+
+	polls = READ_ONCE(nvdev->polls);
+	if (mutex_lock_killable(&nvdev->ready_lock))
+		return -EINTR;
+	resets = atomic_read(&nvdev->resets);
+	if (nvdev->ready_at == resets) {
+		ret = 0;
+	} else if (nvdev->polls != polls && nvdev->last_poll == -ETIME) {
+		ret = -ETIME;
+	} else {
+		ret = nvgrace_mem_wait_ready(core->pdev, core->barmap[0]);
+		nvdev->last_poll = ret;
+		WRITE_ONCE(nvdev->polls, nvdev->polls + 1);
+		if (!ret)
+			WRITE_ONCE(nvdev->ready_at, resets);
+	}
+	mutex_unlock(&nvdev->ready_lock);
+	return ret;
+}
+
 /**
  * nvgrace_mem_region() - the GPU memory region behind a VFIO region
  * @nvdev: the device
  * @index: VFIO region index
  *
- * Return: resmem for region 2, usemem for region 4, NULL for any other
- * region or when the device has no GPU memory.
+ * Return: resmem for region 2 when the device has resmem, usemem for
+ * region 4, NULL for any other region or when the device has no GPU
+ * memory.
  */
 struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
 					      unsigned int index)
@@ -160,7 +405,7 @@ struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
 	if (!nvgrace_has_mem(nvdev))
 		return NULL;
 	if (index == NVGRACE_RESMEM_INDEX)
-		return &nvdev->mem.resmem;
+		return nvgrace_has_resmem(nvdev) ? &nvdev->mem.resmem : NULL;
 	if (index == NVGRACE_USEMEM_INDEX)
 		return &nvdev->mem.usemem;
 	return NULL;
@@ -189,6 +434,30 @@ static bool nvgrace_mem_accessible(struct vfio_pci_core_device *core)
 	lockdep_assert_held(&core->memory_lock);
 
 	return !core->pm_runtime_engaged;
+}
+
+/*
+ * Take memory_lock for reading before the GPU memory is touched, so that
+ * the device cannot enter a reset or a low-power state meanwhile.
+ *
+ * Return: 0 with the lock held; without it, -EIO while the device is in a
+ * low-power state, or after a reset while BAR0 does not decode; -ETIME
+ * when the GPU is not ready in time after a reset; -EINTR on a fatal
+ * signal.
+ */
+static int nvgrace_mem_lock_ready(struct nvgrace_gpu_device *nvdev)
+{
+	struct vfio_pci_core_device *core = &nvdev->core;
+	int ret;
+
+	down_read(&core->memory_lock);
+	if (nvgrace_mem_accessible(core))
+		ret = nvgrace_mem_wait_after_reset(nvdev);
+	else
+		ret = -EIO;
+	if (ret)
+		up_read(&core->memory_lock);
+	return ret;
 }
 
 static bool nvgrace_mem_is_resmem(struct nvgrace_gpu_device *nvdev,
@@ -314,21 +583,19 @@ static ssize_t nvgrace_mem_copy(struct nvgrace_gpu_device *nvdev,
 				struct nvgrace_mem_region *region, u64 pos,
 				char __user *buf, size_t len, bool iswrite)
 {
-	struct vfio_pci_core_device *core = &nvdev->core;
 	size_t done = 0, left;
+	int ret;
 
 	while (done < len) {
-		down_read(&core->memory_lock);
-		if (!nvgrace_mem_accessible(core)) {
-			up_read(&core->memory_lock);
-			return done ?: -EIO;
-		}
+		ret = nvgrace_mem_lock_ready(nvdev);
+		if (ret)
+			return done ?: ret;
 		left = nvgrace_mem_copy_nofault(region, pos + done, buf + done,
 						len - done, iswrite);
 		/* Other mappings (user, guest) must find the data in memory */
 		if (iswrite && nvgrace_mem_is_resmem(nvdev, region))
 			wmb();	/* drain the write-combining buffers */
-		up_read(&core->memory_lock);
+		up_read(&nvdev->core.memory_lock);
 
 		done = len - left;
 		if (!left)
@@ -387,7 +654,9 @@ static ssize_t nvgrace_mem_pad(struct vfio_pci_core_device *core,
  *
  * Return: bytes transferred, or a negative errno when none were: -EINVAL
  * for a position at or beyond the BAR size, -EIO while the device is in a
- * low-power state, -EFAULT for a bad user buffer, -ENOMEM.
+ * low-power state or, after a reset, while memory decode is off; -ETIME
+ * when the GPU memory did not become ready after a reset, -EINTR when a
+ * fatal signal ended that wait, -EFAULT for a bad user buffer, -ENOMEM.
  */
 ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
 		       struct nvgrace_mem_region *region, char __user *buf,
@@ -499,11 +768,9 @@ static vm_fault_t nvgrace_mem_huge_fault(struct vm_fault *vmf,
 	if (nvgrace_mem_map_kernel(nvdev, region))
 		return VM_FAULT_SIGBUS;
 
-	down_read(&nvdev->core.memory_lock);
-	if (nvgrace_mem_accessible(&nvdev->core))
-		ret = nvgrace_mem_insert(vmf, pfn, order);
-	else
-		ret = VM_FAULT_SIGBUS;
+	if (nvgrace_mem_lock_ready(nvdev))
+		return VM_FAULT_SIGBUS;
+	ret = nvgrace_mem_insert(vmf, pfn, order);
 	up_read(&nvdev->core.memory_lock);
 
 	return ret;

@@ -108,6 +108,7 @@ main() {
 	nvg_make INSTALL_HDR_PATH="$NVG_OUT/usr" headers_install >/dev/null
 	build_helper pte_probe
 	build_helper guard
+	build_helper dvsec
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

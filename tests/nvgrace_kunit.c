@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * KUnit tests for the hardware-independent logic of nvgrace-gpu-vfio-pci:
- * the split of the GPU memory, the clipping of read() and write() to the
- * emulated BARs, and the emulated BAR registers in config space.
+ * the detection of the MIG hardware defect in config space (on a fake PCI
+ * bus), the split of the GPU memory, the wait for the GPU memory to be
+ * ready (with a fake clock and fake registers), the clipping of read() and
+ * write() to the emulated BARs, and the emulated BAR registers in config
+ * space.
  *
  * Expected values are written out as literals, worked out by hand from the
  * layout rules, rather than computed with the driver's own formulas.
@@ -10,6 +13,7 @@
 
 #include <kunit/test.h>
 #include <linux/log2.h>
+#include <linux/pci.h>
 #include <linux/pci_regs.h>
 #include <linux/sizes.h>
 
@@ -72,7 +76,7 @@ static void nvgrace_test_split(struct kunit *test)
 	const char *cause = NULL;
 	int ret;
 
-	ret = nvgrace_mem_split(c->base, c->size, &layout, &cause);
+	ret = nvgrace_mem_split(c->base, c->size, true, &layout, &cause);
 	KUNIT_ASSERT_EQ(test, ret, c->ret);
 	if (ret) {
 		KUNIT_EXPECT_NOT_NULL(test, cause);
@@ -97,6 +101,315 @@ static void nvgrace_test_split(struct kunit *test)
 	KUNIT_EXPECT_GE(test, layout.resmem.bar_size, layout.resmem.length);
 	KUNIT_EXPECT_NULL(test, layout.usemem.kaddr);
 	KUNIT_EXPECT_EQ(test, layout.usemem.bar_reg, 0);
+}
+
+/* Without the MIG defect: no resmem, usemem is all of the memory */
+struct nvgrace_split_whole_case {
+	const char *name;
+	u64 base;
+	u64 size;
+	int ret;
+	u64 usemem_bar;
+};
+
+static const struct nvgrace_split_whole_case nvgrace_split_whole_cases[] = {
+	{ "size 0: link down", 0x100000000, 0, -ENODEV },
+	{ "512 MiB - 1 page", 0x100000000, 0x1ffff000, -EINVAL },
+	{ "exactly 512 MiB", 0x100000000, SZ_512M, 0, SZ_512M },
+	{ "exactly 1 GiB", 0x100000000, SZ_1G, 0, SZ_1G },
+	{ "exactly 1.5 GiB: no carve-out", 0x100000000, 0x60000000, 0,
+	  0x80000000 },
+	{ "2.5 GiB - 1 MiB: no round-down", 0x100000000, 0x9ff00000, 0,
+	  0x100000000 },
+	{ "2 GiB + 1 byte", 0x100000000, 0x80000001, 0, 0x100000000 },
+	{ "96 GiB", 0x400000000000, 0x1800000000, 0, 0x2000000000 },
+	{ "2^63 exactly", 0, BIT_ULL(63), 0, BIT_ULL(63) },
+	{ "2^63 + 1", 0, BIT_ULL(63) + 1, -EOVERFLOW },
+	{ "base not page aligned", 0x100000800, 0x80000000, -EINVAL },
+	{ "base + size wraps", 0xffffffffc0000000, 0x80000000, -EOVERFLOW },
+	{ "end just below 2^64", 0xffffffff00000000, 0x80000000, 0,
+	  0x80000000 },
+};
+
+KUNIT_ARRAY_PARAM_DESC(nvgrace_split_whole, nvgrace_split_whole_cases, name);
+
+static void nvgrace_test_split_whole(struct kunit *test)
+{
+	const struct nvgrace_split_whole_case *c = test->param_value;
+	struct nvgrace_mem_layout layout;
+	const char *cause = NULL;
+	int ret;
+
+	memset(&layout, 0x5a, sizeof(layout));
+	ret = nvgrace_mem_split(c->base, c->size, false, &layout, &cause);
+	KUNIT_ASSERT_EQ(test, ret, c->ret);
+	if (ret) {
+		KUNIT_EXPECT_NOT_NULL(test, cause);
+		return;
+	}
+
+	KUNIT_EXPECT_EQ(test, layout.usemem.base, c->base);
+	KUNIT_EXPECT_EQ(test, (u64)layout.usemem.length, c->size);
+	KUNIT_EXPECT_EQ(test, layout.usemem.bar_size, c->usemem_bar);
+	KUNIT_EXPECT_NULL(test, layout.usemem.kaddr);
+	KUNIT_EXPECT_EQ(test, layout.usemem.bar_reg, 0);
+	/* No resmem at all: BAR2 stays the device's own */
+	KUNIT_EXPECT_EQ(test, layout.resmem.base, 0);
+	KUNIT_EXPECT_EQ(test, layout.resmem.length, 0);
+	KUNIT_EXPECT_EQ(test, layout.resmem.bar_size, 0);
+	KUNIT_EXPECT_NULL(test, layout.resmem.kaddr);
+}
+
+/* ---- Detecting the MIG hardware defect, on a fake PCI bus ---- */
+
+#define DVSEC_CXL_VENDOR	0x1e98
+#define ECAP_VSEC		0x0b
+#define ECAP_DVSEC		0x23
+#define ECAP_AER		0x01
+
+/* One extended capability; vendor, id and caps are for (D)VSECs only */
+struct nvgrace_ecap {
+	u16 cap;
+	u16 vendor;
+	u16 id;
+	u16 caps;
+};
+
+struct nvgrace_dvsec_case {
+	const char *name;
+	bool extended;		/* extended config space (PCIe, ECAM) */
+	struct nvgrace_ecap ecaps[4];	/* chained from 0x100, cap 0 ends */
+	bool defect;
+};
+
+static const struct nvgrace_dvsec_case nvgrace_dvsec_cases[] = {
+	{ "no extended config space, DVSEC bytes behind it", false,
+	  { { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0001 } }, true },
+	{ "no extended capability", true, { }, true },
+	{ "AER only", true, { { ECAP_AER } }, true },
+	{ "DVSEC of another vendor, ID 3, bit 0 set", true,
+	  { { ECAP_DVSEC, DVSEC_CXL_VENDOR, 3, 0x0001 } }, true },
+	{ "NVIDIA DVSEC with ID 2, bit 0 set", true,
+	  { { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 2, 0x0001 } }, true },
+	{ "NVIDIA VSEC (not DVSEC) with ID 3, bit 0 set", true,
+	  { { ECAP_VSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0001 } }, true },
+	{ "NVIDIA DVSEC ID 3, bit 0 clear", true,
+	  { { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0000 } }, true },
+	{ "NVIDIA DVSEC ID 3, every bit but bit 0", true,
+	  { { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0xfffe } }, true },
+	{ "NVIDIA DVSEC ID 3, bit 0 set", true,
+	  { { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0001 } }, false },
+	{ "several DVSECs, NVIDIA ID 3 last with bit 0 set", true,
+	  { { ECAP_AER }, { ECAP_DVSEC, DVSEC_CXL_VENDOR, 3, 0x0000 },
+	    { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 1, 0x0000 },
+	    { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0003 } }, false },
+	{ "several DVSECs, NVIDIA ID 3 last with bit 0 clear", true,
+	  { { ECAP_DVSEC, DVSEC_CXL_VENDOR, 3, 0x0001 },
+	    { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 2, 0x0001 },
+	    { ECAP_AER },
+	    { ECAP_DVSEC, PCI_VENDOR_ID_NVIDIA, 3, 0x0002 } }, true },
+};
+
+KUNIT_ARRAY_PARAM_DESC(nvgrace_dvsec, nvgrace_dvsec_cases, name);
+
+/* The fake function's config space, and the accesses made to it */
+struct nvgrace_fake_cfg {
+	u8 bytes[PCI_CFG_SPACE_EXP_SIZE];
+	unsigned int reads;
+	unsigned int writes;
+};
+
+static int nvgrace_fake_cfg_read(struct pci_bus *bus, unsigned int devfn,
+				 int where, int size, u32 *val)
+{
+	struct nvgrace_fake_cfg *cfg = bus->sysdata;
+	u32 v = 0;
+	int i;
+
+	if (devfn || where < 0 || where + size > PCI_CFG_SPACE_EXP_SIZE)
+		return PCIBIOS_BAD_REGISTER_NUMBER;
+	for (i = size - 1; i >= 0; i--)
+		v = v << 8 | cfg->bytes[where + i];
+	*val = v;
+	cfg->reads++;
+	return PCIBIOS_SUCCESSFUL;
+}
+
+static int nvgrace_fake_cfg_write(struct pci_bus *bus, unsigned int devfn,
+				  int where, int size, u32 val)
+{
+	struct nvgrace_fake_cfg *cfg = bus->sysdata;
+
+	cfg->writes++;
+	return PCIBIOS_SET_FAILED;
+}
+
+static struct pci_ops nvgrace_fake_cfg_ops = {
+	.read = nvgrace_fake_cfg_read,
+	.write = nvgrace_fake_cfg_write,
+};
+
+static void nvgrace_put16(u8 *p, u16 v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static void nvgrace_put32(u8 *p, u32 v)
+{
+	nvgrace_put16(p, v);
+	nvgrace_put16(p + 2, v >> 16);
+}
+
+/* Lay out @ecaps from 0x100, 0x40 bytes apart, each pointing to the next */
+static void nvgrace_fake_ecaps(struct nvgrace_fake_cfg *cfg,
+			       const struct nvgrace_ecap *ecaps, size_t n)
+{
+	unsigned int pos = PCI_CFG_SPACE_SIZE, next;
+	size_t i;
+
+	for (i = 0; i < n && ecaps[i].cap; i++, pos = next) {
+		next = i + 1 < n && ecaps[i + 1].cap ? pos + 0x40 : 0;
+		/* Header: ID, version 1, next pointer */
+		nvgrace_put32(&cfg->bytes[pos], ecaps[i].cap | 1 << 16 |
+						next << 20);
+		/* Vendor, revision 0, length 0xc; then the (D)VSEC ID */
+		nvgrace_put32(&cfg->bytes[pos + 4], ecaps[i].vendor | 0xc << 20);
+		nvgrace_put16(&cfg->bytes[pos + 8], ecaps[i].id);
+		nvgrace_put16(&cfg->bytes[pos + 0xa], ecaps[i].caps);
+	}
+}
+
+static void nvgrace_test_dvsec(struct kunit *test)
+{
+	const struct nvgrace_dvsec_case *c = test->param_value;
+	struct nvgrace_fake_cfg *cfg;
+	struct pci_bus *bus;
+	struct pci_dev *pdev;
+
+	cfg = kunit_kzalloc(test, sizeof(*cfg), GFP_KERNEL);
+	bus = kunit_kzalloc(test, sizeof(*bus), GFP_KERNEL);
+	pdev = kunit_kzalloc(test, sizeof(*pdev), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, cfg);
+	KUNIT_ASSERT_NOT_NULL(test, bus);
+	KUNIT_ASSERT_NOT_NULL(test, pdev);
+
+	nvgrace_fake_ecaps(cfg, c->ecaps, ARRAY_SIZE(c->ecaps));
+	bus->ops = &nvgrace_fake_cfg_ops;
+	bus->sysdata = cfg;
+	pdev->bus = bus;
+	pdev->cfg_size = c->extended ? PCI_CFG_SPACE_EXP_SIZE :
+				       PCI_CFG_SPACE_SIZE;
+
+	KUNIT_EXPECT_EQ(test, nvgrace_mem_mig_defect(pdev), c->defect);
+	/* Without extended config space there is nothing to read */
+	if (c->extended)
+		KUNIT_EXPECT_GT(test, cfg->reads, 0);
+	else
+		KUNIT_EXPECT_EQ(test, cfg->reads, 0);
+	KUNIT_EXPECT_EQ(test, cfg->writes, 0);
+}
+
+/* ---- Waiting for the GPU memory, with a fake clock and fake registers ---- */
+
+#define NEVER	UINT_MAX
+
+struct nvgrace_ready_case {
+	const char *name;
+	unsigned int link_at;	/* polls (sleeps) before the register is set */
+	unsigned int hbm_at;
+	u32 before;		/* what the registers read until then */
+	u32 after;		/* and from then on */
+	unsigned int read_ms;	/* how long one register read takes */
+	int ret;
+	unsigned int sleeps;
+	unsigned int killed_in;	/* the sleep a fatal signal cuts, 0: none */
+};
+
+static const struct nvgrace_ready_case nvgrace_ready_cases[] = {
+	{ "ready at once", 0, 0, 0, 0xff, 0, 0, 0 },
+	{ "link ready after 5 polls", 5, 0, 0, 0xff, 0, 500, 5 },
+	{ "link after 3, HBM after 12 polls", 3, 12, 0, 0xff, 0, 1200, 12 },
+	{ "ready at the deadline", 300, 300, 0, 0xff, 0, 30000, 300 },
+	{ "ready one poll after the deadline", 301, 0, 0, 0xff, 0, -ETIME, 300 },
+	{ "never ready", NEVER, NEVER, 0, 0xff, 0, -ETIME, 300 },
+	{ "link ready, HBM never", 0, NEVER, 0, 0xff, 0, -ETIME, 300 },
+	{ "dead device: all-ones", 0, 0, 0, 0xffffffff, 0, -ETIME, 300 },
+	{ "0x1ff is not 0xff", 0, 0, 0, 0x1ff, 0, -ETIME, 300 },
+	{ "slow reads keep the bound", NEVER, NEVER, 0, 0xff, 50, -ETIME, 200 },
+	{ "slow reads, ready after 10 polls", 10, 0, 0, 0xff, 50, 1500, 10 },
+	{ "fatal signal in the 7th sleep", NEVER, NEVER, 0, 0xff, 0, -EINTR, 7,
+	  7 },
+};
+
+KUNIT_ARRAY_PARAM_DESC(nvgrace_ready, nvgrace_ready_cases, name);
+
+struct nvgrace_fake_gpu {
+	const struct nvgrace_ready_case *c;
+	u64 now;		/* the fake clock, in ms */
+	unsigned int sleeps;
+	unsigned int bad_sleeps;	/* not of NVGRACE_READY_POLL_MS */
+	unsigned int bad_reads;		/* of another register */
+};
+
+static u32 nvgrace_fake_read(void *ctx, unsigned int offset)
+{
+	struct nvgrace_fake_gpu *gpu = ctx;
+	unsigned int at;
+
+	gpu->now += gpu->c->read_ms;
+	if (offset == NVGRACE_READY_C2C_LINK) {
+		at = gpu->c->link_at;
+	} else if (offset == NVGRACE_READY_HBM_TRAINING) {
+		at = gpu->c->hbm_at;
+	} else {
+		gpu->bad_reads++;
+		return 0;
+	}
+	return gpu->sleeps >= at ? gpu->c->after : gpu->c->before;
+}
+
+static bool nvgrace_fake_sleep(void *ctx, unsigned int ms)
+{
+	struct nvgrace_fake_gpu *gpu = ctx;
+
+	if (ms != NVGRACE_READY_POLL_MS)
+		gpu->bad_sleeps++;
+	gpu->sleeps++;
+	gpu->now += ms;
+	return gpu->sleeps != gpu->c->killed_in;
+}
+
+static u64 nvgrace_fake_now(void *ctx)
+{
+	struct nvgrace_fake_gpu *gpu = ctx;
+
+	return gpu->now;
+}
+
+static const struct nvgrace_ready_ops nvgrace_fake_ready_ops = {
+	.read = nvgrace_fake_read,
+	.sleep = nvgrace_fake_sleep,
+	.now_ms = nvgrace_fake_now,
+};
+
+static void nvgrace_test_ready(struct kunit *test)
+{
+	const struct nvgrace_ready_case *c = test->param_value;
+	/* The clock does not start at 0 */
+	struct nvgrace_fake_gpu gpu = { .c = c, .now = 123456789 };
+
+	KUNIT_EXPECT_EQ(test, nvgrace_mem_poll_ready(&nvgrace_fake_ready_ops,
+						     &gpu), c->ret);
+	KUNIT_EXPECT_EQ(test, gpu.sleeps, c->sleeps);
+	KUNIT_EXPECT_EQ(test, gpu.bad_sleeps, 0);
+	KUNIT_EXPECT_EQ(test, gpu.bad_reads, 0);
+	/* A timeout comes at the deadline, not before or much after it */
+	if (c->ret == -ETIME) {
+		KUNIT_EXPECT_GE(test, gpu.now - 123456789, 30000);
+		KUNIT_EXPECT_LE(test, gpu.now - 123456789,
+				30000 + 2 * c->read_ms);
+	}
 }
 
 /* ---- Clipping read() and write() ---- */
@@ -193,53 +506,76 @@ static u8 nvgrace_expected_byte(u64 pos, u64 res, u64 use)
 	return reg >> ((pos - PCI_BASE_ADDRESS_2) % 8 * 8);
 }
 
+/* Where an access is cut: emulated start, position, count -> piece */
+static const struct {
+	u64 emu_start;
+	u64 pos;
+	size_t count;
+	size_t len;
+	bool emulated;
+} nvgrace_segments[] = {
+	/* With resmem: BAR2 to BAR5 are emulated */
+	{ 0x18, 0x00, 0x100, 0x18, false },
+	{ 0x18, 0x14, 4, 4, false },
+	{ 0x18, 0x17, 2, 1, false },
+	{ 0x18, 0x18, 0x100, 0x10, true },
+	{ 0x18, 0x1c, 8, 8, true },
+	{ 0x18, 0x27, 1, 1, true },
+	{ 0x18, 0x24, 8, 4, true },
+	{ 0x18, 0x28, 8, 8, false },
+	{ 0x18, 0xfff, 1, 1, false },
+	/* Without resmem: BAR2 and BAR3 are the device's own */
+	{ 0x20, 0x00, 0x100, 0x20, false },
+	{ 0x20, 0x18, 8, 8, false },
+	{ 0x20, 0x1c, 8, 4, false },
+	{ 0x20, 0x1f, 1, 1, false },
+	{ 0x20, 0x20, 0x100, 8, true },
+	{ 0x20, 0x27, 2, 1, true },
+	{ 0x20, 0x28, 4, 4, false },
+};
+
 static void nvgrace_test_segment(struct kunit *test)
 {
-	bool emulated;
+	unsigned int i;
 
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x00, 0x100, &emulated),
-			0x18);
-	KUNIT_EXPECT_FALSE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x14, 4, &emulated), 4);
-	KUNIT_EXPECT_FALSE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x17, 2, &emulated), 1);
-	KUNIT_EXPECT_FALSE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x18, 0x100, &emulated),
-			0x10);
-	KUNIT_EXPECT_TRUE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x1c, 8, &emulated), 8);
-	KUNIT_EXPECT_TRUE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x27, 1, &emulated), 1);
-	KUNIT_EXPECT_TRUE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x24, 8, &emulated), 4);
-	KUNIT_EXPECT_TRUE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0x28, 8, &emulated), 8);
-	KUNIT_EXPECT_FALSE(test, emulated);
-	KUNIT_EXPECT_EQ(test, nvgrace_config_segment(0xfff, 1, &emulated), 1);
-	KUNIT_EXPECT_FALSE(test, emulated);
+	for (i = 0; i < ARRAY_SIZE(nvgrace_segments); i++) {
+		bool emulated = !nvgrace_segments[i].emulated;
+
+		KUNIT_EXPECT_EQ_MSG(test,
+				    nvgrace_config_segment(nvgrace_segments[i].pos,
+							   nvgrace_segments[i].count,
+							   nvgrace_segments[i].emu_start,
+							   &emulated),
+				    nvgrace_segments[i].len, "case %u", i);
+		KUNIT_EXPECT_EQ_MSG(test, emulated,
+				    nvgrace_segments[i].emulated, "case %u", i);
+	}
 }
 
 /*
  * Walk an access of @width bytes at @off the way the driver does, piece by
- * piece; check that the pieces cover the access and are emulated exactly
- * for the bytes 0x18..0x27.  Returns the number of emulated bytes.
+ * piece, from where the driver starts the emulation for @nvdev; check that
+ * the pieces cover the access and are emulated exactly for the bytes
+ * @emu_start..0x27.  Returns the number of emulated bytes.
  */
 static size_t nvgrace_walk(struct kunit *test, struct nvgrace_gpu_device *nvdev,
-			   u64 off, size_t width, u8 *buf, bool iswrite)
+			   u64 emu_start, u64 off, size_t width, u8 *buf,
+			   bool iswrite)
 {
+	u64 start = nvgrace_config_emu_start(nvdev);
 	size_t done = 0, emulated_bytes = 0;
 
 	while (done < width) {
 		bool emulated;
 		size_t len = nvgrace_config_segment(off + done, width - done,
-						    &emulated);
+						    start, &emulated);
 		size_t i;
 
 		KUNIT_ASSERT_GE(test, len, 1);
 		KUNIT_ASSERT_LE(test, len, width - done);
 		for (i = 0; i < len; i++)
 			KUNIT_EXPECT_EQ(test, emulated,
-					off + done + i >= 0x18 &&
+					off + done + i >= emu_start &&
 					off + done + i < 0x28);
 		if (emulated) {
 			mutex_lock(&nvdev->bar_lock);
@@ -276,7 +612,7 @@ static void nvgrace_test_read_every_width(struct kunit *test)
 			size_t i;
 
 			memset(buf, 0x5a, sizeof(buf));
-			nvgrace_walk(test, nvdev, off, width, buf, false);
+			nvgrace_walk(test, nvdev, 0x18, off, width, buf, false);
 			for (i = 0; i < width; i++) {
 				u64 pos = off + i;
 
@@ -318,7 +654,7 @@ static void nvgrace_test_write_every_width(struct kunit *test)
 				if (off + i >= 0x18 && off + i < 0x28)
 					model[off + i - 0x18] = buf[i];
 			}
-			nvgrace_walk(test, nvdev, off, width, buf, true);
+			nvgrace_walk(test, nvdev, 0x18, off, width, buf, true);
 
 			for (i = 0; i < 8; i++) {
 				res |= (u64)model[i] << (8 * i);
@@ -332,7 +668,7 @@ static void nvgrace_test_write_every_width(struct kunit *test)
 			/* And what user space reads back: masked, with flags */
 			res = (res & ~(u64)(RES_BAR - 1)) | 0xc;
 			use = (use & ~(USE_BAR - 1)) | 0xc;
-			nvgrace_walk(test, nvdev, 0x18, 16, window, false);
+			nvgrace_walk(test, nvdev, 0x18, 0x18, 16, window, false);
 			for (i = 0; i < 16; i++)
 				KUNIT_EXPECT_EQ(test, window[i],
 						nvgrace_expected_byte(0x18 + i, res, use));
@@ -347,7 +683,7 @@ static u64 nvgrace_read_reg(struct kunit *test,
 	u64 val = 0;
 	int i;
 
-	nvgrace_walk(test, nvdev, off, 8, buf, false);
+	nvgrace_walk(test, nvdev, 0x18, off, 8, buf, false);
 	for (i = 0; i < 8; i++)
 		val |= (u64)buf[i] << (8 * i);
 	return val;
@@ -361,12 +697,12 @@ static void nvgrace_test_sizing(struct kunit *test)
 	memset(ones, 0xff, sizeof(ones));
 
 	/* 64-bit all-ones write, as one access */
-	nvgrace_walk(test, nvdev, 0x18, 8, ones, true);
+	nvgrace_walk(test, nvdev, 0x18, 0x18, 8, ones, true);
 	KUNIT_EXPECT_EQ(test, nvgrace_read_reg(test, nvdev, 0x18),
 			0xffffffff8000000cULL);
 	/* As two dword writes, the way firmware and guests size BARs */
-	nvgrace_walk(test, nvdev, 0x20, 4, ones, true);
-	nvgrace_walk(test, nvdev, 0x24, 4, ones, true);
+	nvgrace_walk(test, nvdev, 0x18, 0x20, 4, ones, true);
+	nvgrace_walk(test, nvdev, 0x18, 0x24, 4, ones, true);
 	KUNIT_EXPECT_EQ(test, nvgrace_read_reg(test, nvdev, 0x20),
 			0xffffffe00000000cULL);
 
@@ -386,23 +722,71 @@ static void nvgrace_test_straddle(struct kunit *test)
 	u8 buf[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
 
 	/* 8 bytes at 0x1c: upper half of BAR2/3, lower half of BAR4/5 */
-	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x1c, 8, buf, true), 8);
+	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x18, 0x1c, 8, buf, true), 8);
 	KUNIT_EXPECT_EQ(test, nvdev->mem.resmem.bar_reg, 0x4433221100000000ULL);
 	KUNIT_EXPECT_EQ(test, nvdev->mem.usemem.bar_reg, 0x88776655ULL);
 
 	/* 8 bytes at 0x14: BAR1 (not ours) and the low half of BAR2 */
 	nvgrace_config_reset_bars(nvdev);
-	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x14, 8, buf, true), 4);
+	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x18, 0x14, 8, buf, true), 4);
 	KUNIT_EXPECT_EQ(test, nvdev->mem.resmem.bar_reg, 0x88776655ULL);
 
 	/* 8 bytes at 0x24: upper half of BAR4/5 and the CardBus pointer */
 	nvgrace_config_reset_bars(nvdev);
-	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x24, 8, buf, true), 4);
+	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x18, 0x24, 8, buf, true), 4);
 	KUNIT_EXPECT_EQ(test, nvdev->mem.usemem.bar_reg, 0x4433221100000000ULL);
+}
+
+/* Without resmem, only BAR4 and BAR5 are emulated; BAR2 is the device's */
+static void nvgrace_test_no_resmem(struct kunit *test)
+{
+	struct nvgrace_gpu_device *nvdev = nvgrace_test_device(test);
+	u8 buf[16], window[16];
+	unsigned int w;
+	size_t i;
+	u64 off;
+
+	nvdev->mem.resmem.length = 0;
+	nvdev->mem.resmem.bar_size = 0;
+	nvdev->mem.usemem.bar_reg = USE_RAW;
+
+	for (w = 0; w < ARRAY_SIZE(nvgrace_widths); w++) {
+		size_t width = nvgrace_widths[w];
+
+		for (off = 0x10; off <= 0x28; off++) {
+			memset(buf, 0x5a, sizeof(buf));
+			nvgrace_walk(test, nvdev, 0x20, off, width, buf, false);
+			for (i = 0; i < width; i++) {
+				u64 pos = off + i;
+
+				KUNIT_EXPECT_EQ_MSG(test, buf[i],
+						    pos >= 0x20 && pos < 0x28 ?
+						    nvgrace_expected_byte(pos, 0, USE_READ) :
+						    0x5a,
+						    "width %zu offset %#llx byte %zu",
+						    width, off, i);
+			}
+		}
+	}
+
+	/* A write over BAR2..BAR5 reaches the BAR4 register only */
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = 0x10 + i;
+	KUNIT_EXPECT_EQ(test, nvgrace_walk(test, nvdev, 0x20, 0x18, 16, buf,
+					   true), 8);
+	KUNIT_EXPECT_EQ(test, nvdev->mem.resmem.bar_reg, 0);
+	KUNIT_EXPECT_EQ(test, nvdev->mem.usemem.bar_reg, 0x1f1e1d1c1b1a1918ULL);
+	nvgrace_walk(test, nvdev, 0x20, 0x20, 8, window, false);
+	KUNIT_EXPECT_EQ(test, window[0], 0x0c);
+	KUNIT_EXPECT_EQ(test, window[7], 0x1f);
 }
 
 static struct kunit_case nvgrace_mem_test_cases[] = {
 	KUNIT_CASE_PARAM(nvgrace_test_split, nvgrace_split_gen_params),
+	KUNIT_CASE_PARAM(nvgrace_test_split_whole,
+			 nvgrace_split_whole_gen_params),
+	KUNIT_CASE_PARAM(nvgrace_test_dvsec, nvgrace_dvsec_gen_params),
+	KUNIT_CASE_PARAM(nvgrace_test_ready, nvgrace_ready_gen_params),
 	KUNIT_CASE_PARAM(nvgrace_test_clip, nvgrace_clip_gen_params),
 	{}
 };
@@ -418,6 +802,7 @@ static struct kunit_case nvgrace_config_test_cases[] = {
 	KUNIT_CASE(nvgrace_test_write_every_width),
 	KUNIT_CASE(nvgrace_test_sizing),
 	KUNIT_CASE(nvgrace_test_straddle),
+	KUNIT_CASE(nvgrace_test_no_resmem),
 	{}
 };
 

@@ -2,8 +2,9 @@
 /*
  * Reliability kselftest for nvgrace-gpu-vfio-pci: resets and an unbind
  * while the GPU memory is mapped and in use, many threads at once, and a
- * seeded fuzzer over the uAPI, and allocation failures injected into the
- * probe.  It runs in the test VM, on the debug kernel, against the
+ * seeded fuzzer over the uAPI, allocation failures injected into the
+ * probe, and a GPU whose memory is late or never ready, at probe and after
+ * a reset.  It runs in the test VM, on the debug kernel, against the
  * stand-in GPU at 00:05.0; the kernel log is checked for splats and
  * kmemleak reports afterwards.
  *
@@ -27,10 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/pci_regs.h>
+
 #include "kselftest_harness.h"
 #include "nvgrace_vfio.h"
 
 #define GPU		"0000:00:05.0"
+#define GPU_PLAIN	"0000:00:06.0"	/* no GPU memory: plain vfio-pci */
 #define RES		VFIO_PCI_BAR2_REGION_INDEX
 #define USE		VFIO_PCI_BAR4_REGION_INDEX
 #define SZ_1M		0x100000UL
@@ -160,6 +164,8 @@ FIXTURE_SETUP(gpu)
 FIXTURE_TEARDOWN(gpu)
 {
 	nvg_close(&self->dev);
+	/* A test that failed half-way may have left it not ready */
+	nvg_set_ready(GPU, NVG_READY);
 }
 
 /*
@@ -250,7 +256,7 @@ static void *unbind_device(void *arg)
 	struct unbinder *u = arg;
 
 	/* Blocks until the last user of the device is gone */
-	u->ret = nvg_write_file("/sys/bus/pci/devices/" GPU "/driver/unbind", GPU);
+	u->ret = nvg_unbind(GPU);
 	__atomic_store_n(&u->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -303,6 +309,7 @@ FIXTURE_SETUP(bare)
 
 FIXTURE_TEARDOWN(bare)
 {
+	nvg_set_ready(GPU, NVG_READY);
 }
 
 TEST_F_TIMEOUT(bare, unbind_while_mapped, 120)
@@ -453,14 +460,8 @@ TEST_F_TIMEOUT(bare, probe_allocation_failures, 600)
 	ASSERT_EQ(0, write_hex(FAILSLAB "reject-start", skip_start));
 	ASSERT_EQ(0, write_hex(FAILSLAB "reject-end", skip_end));
 
-	if (!nvg_bound_driver(GPU, drv, sizeof(drv))) {
-		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind",
-			 drv);
-		ASSERT_EQ(0, nvg_write_file(path, GPU));
-	}
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
-		 GPU);
-	ASSERT_EQ(0, nvg_write_file(path, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_unbind(GPU));
+	ASSERT_EQ(0, nvg_override(GPU, NVG_DRIVER));
 	probe_fd = open("/sys/bus/pci/drivers_probe", O_WRONLY);
 	ASSERT_LE(0, probe_fd);
 
@@ -486,9 +487,7 @@ TEST_F_TIMEOUT(bare, probe_allocation_failures, 600)
 			EXPECT_EQ(8, pread(dev.device_fd, &val, 8,
 					   nvg_region_offset(USE)));
 			nvg_close(&dev);
-			snprintf(path, sizeof(path),
-				 "/sys/bus/pci/drivers/%s/unbind", NVG_DRIVER);
-			ASSERT_EQ(0, nvg_write_file(path, GPU));
+			ASSERT_EQ(0, nvg_unbind(GPU));
 			bound_anyway++;
 		}
 	}
@@ -512,6 +511,242 @@ TEST_F_TIMEOUT(bare, probe_allocation_failures, 600)
 	ASSERT_EQ(0, nvg_open_group(GPU, &dev));
 	EXPECT_EQ(8, pread(dev.device_fd, &val, 8, nvg_region_offset(USE)));
 	nvg_close(&dev);
+}
+
+/* ---- Waiting for the GPU memory to be ready ---- */
+
+/* How long the driver waits at most, and what it logs */
+#define READY_BOUND	30.0
+#define MSG_WAITED	GPU ": GPU memory ready after "
+#define MSG_TIMEOUT	GPU ": GPU memory not ready after 30000 ms"
+#define MSG_PROBE_ETIME	GPU ": probe with driver " NVG_DRIVER " failed with error -62"
+/* How long a test lets the GPU stay not ready before it sets it ready */
+#define LATE		1.5
+/* How often the driver polls */
+#define POLL_INTERVAL	0.1
+
+/* Bind the GPU; the seconds it took, or -1 when it did not bind */
+static double timed_bind(void)
+{
+	double start = nvg_now();
+
+	if (nvg_bind(GPU, NVG_DRIVER))
+		return -1;
+	return nvg_now() - start;
+}
+
+struct late_setter {
+	pthread_t thread;
+	int ret;
+};
+
+/* Sleep LATE seconds, then set the GPU ready, as its firmware would */
+static void *set_ready_late(void *arg)
+{
+	struct late_setter *l = arg;
+
+	usleep(LATE * 1e6);
+	l->ret = nvg_set_ready(GPU, NVG_READY);
+	return NULL;
+}
+
+/*
+ * A GPU ready when it is bound: the probe reads the two registers once and
+ * does not sleep.  The bind is timed next to that of the function without
+ * GPU memory (00:06.0), which does not poll at all: one poll interval
+ * (0.1 s) more would mean a sleep.
+ */
+TEST_F(bare, bind_ready_gpu_does_not_wait)
+{
+	int waited = nvg_klog_count(MSG_WAITED);
+	double t, plain;
+
+	ASSERT_EQ(0, nvg_unbind(GPU_PLAIN));
+	plain = nvg_now();
+	ASSERT_EQ(0, nvg_bind(GPU_PLAIN, NVG_DRIVER));
+	plain = nvg_now() - plain;
+
+	ASSERT_EQ(0, nvg_unbind(GPU));
+	ASSERT_EQ(0, nvg_set_ready(GPU, NVG_READY));
+	t = timed_bind();
+	ASSERT_LE(0, t);
+	TH_LOG("bind took %.3f s with GPU memory, %.3f s without", t, plain);
+	EXPECT_GT(plain + POLL_INTERVAL, t);
+	EXPECT_EQ(waited, nvg_klog_count(MSG_WAITED));
+}
+
+/* A GPU that becomes ready LATE seconds into its probe: the bind waits */
+TEST_F(bare, bind_waits_for_late_gpu)
+{
+	int waited = nvg_klog_count(MSG_WAITED);
+	struct late_setter l = { 0 };
+	double t;
+
+	ASSERT_EQ(0, nvg_unbind(GPU));
+	ASSERT_EQ(0, nvg_set_ready(GPU, 0));
+	ASSERT_EQ(0, pthread_create(&l.thread, NULL, set_ready_late, &l));
+	t = timed_bind();
+	pthread_join(l.thread, NULL);
+	ASSERT_EQ(0, l.ret);
+	ASSERT_LE(0, t);
+	TH_LOG("bind took %.3f s", t);
+	EXPECT_LE(LATE, t);
+	EXPECT_GT(READY_BOUND, t);
+	EXPECT_EQ(waited + 1, nvg_klog_count(MSG_WAITED));
+}
+
+/* A GPU that never becomes ready: the probe fails with -ETIME at the bound */
+TEST_F_TIMEOUT(bare, bind_never_ready_gpu_times_out, 120)
+{
+	int timeouts = nvg_klog_count(MSG_TIMEOUT);
+	int failed = nvg_klog_count(MSG_PROBE_ETIME);
+	char drv[64];
+	double t;
+
+	ASSERT_EQ(0, nvg_unbind(GPU));
+	ASSERT_EQ(0, nvg_set_ready(GPU, 0));
+	t = nvg_now();
+	EXPECT_EQ(-1, nvg_bind(GPU, NVG_DRIVER));
+	t = nvg_now() - t;
+	TH_LOG("probe failed after %.1f s", t);
+	EXPECT_NE(0, nvg_bound_driver(GPU, drv, sizeof(drv)));
+	EXPECT_LE(READY_BOUND, t);
+	EXPECT_GT(READY_BOUND + 10, t);
+	EXPECT_EQ(timeouts + 1, nvg_klog_count(MSG_TIMEOUT));
+	EXPECT_EQ(failed + 1, nvg_klog_count(MSG_PROBE_ETIME));
+
+	/* Once ready, it binds */
+	ASSERT_EQ(0, nvg_set_ready(GPU, NVG_READY));
+	EXPECT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
+}
+
+/* Write a readiness register through the device's own BAR0 (region 0) */
+static int bar0_write32(int fd, off_t off, __u32 val)
+{
+	return pwrite(fd, &val, 4, nvg_region_offset(0) + off) == 4 ? 0 : -1;
+}
+
+struct mem_reader {
+	pthread_t thread;
+	int fd;
+	__u64 *map;		/* read through it, else with pread() */
+	ssize_t ret;
+	__u64 val;
+	bool done;
+};
+
+static void *read_mem(void *arg)
+{
+	struct mem_reader *r = arg;
+
+	if (r->map) {
+		r->val = __atomic_load_n(r->map, __ATOMIC_RELAXED);
+		r->ret = 8;
+	} else {
+		r->ret = pread(r->fd, &r->val, 8, nvg_region_offset(USE));
+	}
+	__atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool read_done(struct mem_reader *r)
+{
+	return __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * After VFIO_DEVICE_RESET the GPU memory waits until the GPU is ready
+ * again: a pread() and a fault of a mapping zapped by the reset both block
+ * until BAR0 says ready, then see the memory as it was.
+ */
+TEST_F_TIMEOUT(gpu, reset_waits_for_ready, 120)
+{
+	__u64 marker = 0x7265616479212121ULL;
+	struct mem_reader rd = { .fd = self->fd };
+	struct mem_reader flt = { .fd = self->fd };
+	int waited = nvg_klog_count(MSG_WAITED);
+	double start;
+	__u64 *map;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	map = map_region(self->fd, USE, 2 * SZ_1M, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	ASSERT_EQ(marker, *map);
+
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	flt.map = map;
+	start = nvg_now();
+	ASSERT_EQ(0, pthread_create(&rd.thread, NULL, read_mem, &rd));
+	ASSERT_EQ(0, pthread_create(&flt.thread, NULL, read_mem, &flt));
+	usleep(LATE * 1e6);
+	EXPECT_FALSE(read_done(&rd));
+	EXPECT_FALSE(read_done(&flt));
+
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, NVG_READY));
+	pthread_join(rd.thread, NULL);
+	pthread_join(flt.thread, NULL);
+	TH_LOG("reads after the reset waited %.3f s", nvg_now() - start);
+	EXPECT_EQ(8, rd.ret);
+	EXPECT_EQ(marker, rd.val);
+	EXPECT_EQ(marker, flt.val);
+	/* One poll served both */
+	EXPECT_EQ(waited + 1, nvg_klog_count(MSG_WAITED));
+	munmap(map, 2 * SZ_1M);
+}
+
+/*
+ * After a reset the GPU never becomes ready: pread() fails with ETIME at
+ * the bound, and works once the GPU is ready, with no new reset.
+ */
+TEST_F_TIMEOUT(gpu, reset_never_ready_times_out, 120)
+{
+	int timeouts = nvg_klog_count(MSG_TIMEOUT);
+	__u64 val;
+	double t;
+
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_HBM, 0));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	t = nvg_now();
+	EXPECT_EQ(-1, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(ETIME, errno);
+	t = nvg_now() - t;
+	TH_LOG("pread failed after %.1f s", t);
+	EXPECT_LE(READY_BOUND, t);
+	EXPECT_GT(READY_BOUND + 10, t);
+	EXPECT_EQ(timeouts + 1, nvg_klog_count(MSG_TIMEOUT));
+
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_HBM, NVG_READY));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+}
+
+/*
+ * After a reset, BAR0 must decode for the registers to be read: with
+ * memory decode off (as QEMU leaves it across a reset), an access to the
+ * GPU memory fails at once with EIO instead of waiting out the bound, and
+ * works once decode is back on.
+ */
+TEST_F(gpu, reset_with_decode_off_fails_fast)
+{
+	__u16 cmd, off;
+	__u64 val;
+	double t;
+
+	/* The kernel mapping of usemem is made by the first access */
+	ASSERT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(2, nvg_cfg_read(self->fd, PCI_COMMAND, &cmd, 2));
+	off = cmd & ~PCI_COMMAND_MEMORY;
+	ASSERT_EQ(2, nvg_cfg_write(self->fd, PCI_COMMAND, &off, 2));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	t = nvg_now();
+	EXPECT_EQ(-1, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(EIO, errno);
+	t = nvg_now() - t;
+	TH_LOG("pread failed after %.3f s", t);
+	EXPECT_GT(1.0, t);
+
+	ASSERT_EQ(2, nvg_cfg_write(self->fd, PCI_COMMAND, &cmd, 2));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
 }
 
 /* ---- Threads mixing every operation ---- */
@@ -799,6 +1034,15 @@ static void fuzz_rw(struct fuzz *f)
 	ret = write ? pwrite(f->fd, f->buf, count, pos) :
 		      pread(f->fd, f->buf, count, pos);
 	err = errno;
+	/*
+	 * A write to BAR0 may hit the readiness registers, which the
+	 * firmware of a working GPU keeps at ready: set them back, or the
+	 * next reset would make the GPU memory wait out the bound
+	 */
+	if (write && index == 0 && ret > 0) {
+		bar0_write32(f->fd, NVG_READY_LINK, NVG_READY);
+		bar0_write32(f->fd, NVG_READY_HBM, NVG_READY);
+	}
 
 	/*
 	 * The VFS refuses a buffer beyond the user address space, then

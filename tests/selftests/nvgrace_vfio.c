@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,22 +54,37 @@ int nvg_bound_driver(const char *bdf, char *name, size_t len)
 	return link_name(bdf, "driver", name, len);
 }
 
+/* Unbind @bdf from its driver, if it has one */
+int nvg_unbind(const char *bdf)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	if (access(path, F_OK))
+		return 0;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind",
+		 bdf);
+	return nvg_write_file(path, bdf);
+}
+
+/* Have @bdf bound to @driver by the next drivers_probe, and to no other */
+int nvg_override(const char *bdf, const char *driver)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
+		 bdf);
+	return nvg_write_file(path, driver);
+}
+
 /* Bind @bdf to @driver the way operators do: driver_override + drivers_probe */
 int nvg_bind(const char *bdf, const char *driver)
 {
-	char path[PATH_MAX], cur[64];
+	char cur[64];
 
-	if (!nvg_bound_driver(bdf, cur, sizeof(cur))) {
-		if (!strcmp(cur, driver))
-			return 0;
-		snprintf(path, sizeof(path),
-			 "/sys/bus/pci/devices/%s/driver/unbind", bdf);
-		if (nvg_write_file(path, bdf))
-			return -1;
-	}
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
-		 bdf);
-	if (nvg_write_file(path, driver))
+	if (!nvg_bound_driver(bdf, cur, sizeof(cur)) && !strcmp(cur, driver))
+		return 0;
+	if (nvg_unbind(bdf) || nvg_override(bdf, driver))
 		return -1;
 	if (nvg_write_file("/sys/bus/pci/drivers_probe", bdf))
 		return -1;
@@ -278,25 +294,92 @@ __u64 nvg_cfg_read64(int fd, off_t pos)
 	return val;
 }
 
-bool nvg_klog_contains(const char *needle)
+/* How many times @needle stands in the kernel log buffer */
+int nvg_klog_count(const char *needle)
 {
 	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
-	bool found = false;
-	char *buf;
-	int n;
+	int n, found = 0;
+	char *buf, *p;
 
 	if (size <= 0)
-		return false;
+		return 0;
 	buf = malloc(size + 1);
 	if (!buf)
-		return false;
+		return 0;
 	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
 	if (n > 0) {
 		buf[n] = '\0';
-		found = strstr(buf, needle);
+		for (p = strstr(buf, needle); p; p = strstr(p + 1, needle))
+			found++;
 	}
 	free(buf);
 	return found;
+}
+
+bool nvg_klog_contains(const char *needle)
+{
+	return nvg_klog_count(needle) > 0;
+}
+
+/* Turn on memory decode of @bdf, so that writes to its BARs land */
+static int nvg_enable_memory(const char *bdf)
+{
+	char path[PATH_MAX];
+	__u16 cmd;
+	int fd, ret = -1;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	if (pread(fd, &cmd, sizeof(cmd), 4) == sizeof(cmd)) {
+		cmd |= 0x2;	/* PCI_COMMAND_MEMORY */
+		if (pwrite(fd, &cmd, sizeof(cmd), 4) == sizeof(cmd))
+			ret = 0;
+	}
+	close(fd);
+	return ret;
+}
+
+/*
+ * Set the readiness registers in BAR0 of the stand-in GPU @bdf, as its
+ * firmware does once the GPU memory is up: @val 0xff is ready, anything
+ * else is not.  The stand-in's BAR0 is RAM (bochs-display), so the value
+ * stays; the write goes through the sysfs resource file, whichever driver
+ * the function has.
+ */
+int nvg_set_ready(const char *bdf, __u32 val)
+{
+	size_t len = NVG_READY_HBM + sizeof(__u32);
+	char path[PATH_MAX];
+	__u32 *link, *hbm;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd, ret = 0;
+	void *bar0;
+
+	len = (len + page - 1) / page * page;
+	if (nvg_enable_memory(bdf))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	fd = open(path, O_RDWR | O_SYNC);
+	if (fd < 0)
+		return -1;
+	bar0 = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (bar0 == MAP_FAILED)
+		return -1;
+	link = (__u32 *)((char *)bar0 + NVG_READY_LINK);
+	hbm = (__u32 *)((char *)bar0 + NVG_READY_HBM);
+	/* One 32-bit access each, as to a device register */
+	__atomic_store_n(link, val, __ATOMIC_RELAXED);
+	__atomic_store_n(hbm, val, __ATOMIC_RELAXED);
+	if (__atomic_load_n(link, __ATOMIC_RELAXED) != val ||
+	    __atomic_load_n(hbm, __ATOMIC_RELAXED) != val) {
+		errno = EIO;
+		ret = -1;
+	}
+	munmap(bar0, len);
+	return ret;
 }
 
 /*

@@ -22,6 +22,11 @@
 /* Emulated BAR register flags: 64-bit prefetchable memory */
 #define NVG_BAR_FLAGS	0xcULL
 
+/* BAR0 registers that read NVG_READY when the GPU memory is usable */
+#define NVG_READY_LINK	0x1498
+#define NVG_READY_HBM	0x200bc
+#define NVG_READY	0xffU
+
 struct nvg_dev {
 	int device_fd;
 	int container_fd;	/* group path only */
@@ -30,7 +35,10 @@ struct nvg_dev {
 };
 
 int nvg_write_file(const char *path, const char *val);
+int nvg_unbind(const char *bdf);
+int nvg_override(const char *bdf, const char *driver);
 int nvg_bind(const char *bdf, const char *driver);
+int nvg_set_ready(const char *bdf, __u32 val);
 int nvg_bound_driver(const char *bdf, char *name, size_t len);
 int nvg_open_group(const char *bdf, struct nvg_dev *dev);
 int nvg_open_cdev(const char *bdf, struct nvg_dev *dev);
@@ -47,6 +55,7 @@ ssize_t nvg_cfg_read(int fd, off_t pos, void *buf, size_t len);
 ssize_t nvg_cfg_write(int fd, off_t pos, const void *buf, size_t len);
 __u64 nvg_cfg_read64(int fd, off_t pos);
 
+int nvg_klog_count(const char *needle);
 bool nvg_klog_contains(const char *needle);
 double nvg_now(void);
 long nvg_minor_faults(void);

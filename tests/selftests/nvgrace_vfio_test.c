@@ -1240,6 +1240,171 @@ TEST_F(plain, ioeventfd_allowed)
 	close(efd);
 }
 
+/* ---- A GPU with the NVIDIA DVSEC (tests/dvsec): Blackwell or not ---- */
+
+FIXTURE(dvsec) {
+	struct nvg_dev dev;
+	int fd;
+};
+
+FIXTURE_VARIANT(dvsec) {
+	unsigned int caps;	/* the DVSEC's capability register */
+	bool resmem;		/* the driver must carve out resmem */
+	__u64 use_len;		/* usemem length and BAR size */
+	__u64 use_bar;
+};
+
+/* Bit 0 set, MIG works with cached memory: all 2 GiB are usemem */
+FIXTURE_VARIANT_ADD(dvsec, mig_cached) {
+	.caps = 0x0001, .resmem = false,
+	.use_len = 0x80000000, .use_bar = 0x80000000,
+};
+
+/* Every bit but bit 0: the defect is there, 1 GiB of it is resmem */
+FIXTURE_VARIANT_ADD(dvsec, mig_defect) {
+	.caps = 0xfffe, .resmem = true,
+	.use_len = 0x40000000, .use_bar = 0x40000000,
+};
+
+/* The driver reads the DVSEC at probe: load the module, then bind */
+FIXTURE_SETUP(dvsec)
+{
+	char cmd[128];
+
+	ASSERT_EQ(0, nvg_unbind(GPU_PORT));
+	/* Left loaded when an earlier setup failed: no teardown ran then */
+	system("rmmod nvgrace_dvsec 2>/dev/null");
+	snprintf(cmd, sizeof(cmd),
+		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=%#x", GPU_PORT,
+		 variant->caps);
+	ASSERT_EQ(0, system(cmd));
+	ASSERT_EQ(0, nvg_bind(GPU_PORT, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_open_group(GPU_PORT, &self->dev)) {
+		TH_LOG("opening %s: %s", GPU_PORT, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+/* Leave the function unbound and without the DVSEC, as it was */
+FIXTURE_TEARDOWN(dvsec)
+{
+	nvg_close(&self->dev);
+	EXPECT_EQ(0, nvg_unbind(GPU_PORT));
+	EXPECT_EQ(0, system("rmmod nvgrace_dvsec"));
+}
+
+TEST_F(dvsec, region_layout)
+{
+	struct vfio_region_info info;
+	__u64 off, size;
+
+	ASSERT_EQ(0, nvg_region_info(self->fd, USE, &info));
+	EXPECT_EQ(variant->use_bar, info.size);
+	ASSERT_TRUE(nvg_sparse_area(self->fd, USE, &off, &size));
+	EXPECT_EQ(0, off);
+	EXPECT_EQ(variant->use_len, size);
+
+	ASSERT_EQ(0, nvg_region_info(self->fd, RES, &info));
+	if (variant->resmem) {
+		EXPECT_EQ(0x40000000, info.size);
+		EXPECT_TRUE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	} else {
+		/* The stand-in's own BAR2: 4 KiB of MMIO */
+		EXPECT_EQ(4096, info.size);
+		EXPECT_FALSE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	}
+}
+
+TEST_F(dvsec, config_bars)
+{
+	__u64 ones = ~0ULL;
+	__u32 real, vbar;
+	FILE *f;
+
+	f = fopen("/sys/bus/pci/devices/" GPU_PORT "/config", "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(0, fseek(f, PCI_BASE_ADDRESS_2, SEEK_SET));
+	ASSERT_EQ(1, fread(&real, 4, 1, f));
+	fclose(f);
+
+	/* BAR2: emulated resmem, or the real register as vfio-pci shows it */
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, PCI_BASE_ADDRESS_2, &vbar, 4));
+	EXPECT_EQ(variant->resmem ? NVG_BAR_FLAGS : real, vbar);
+
+	/* BAR4 is emulated either way, and sizes as usemem */
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, PCI_BASE_ADDRESS_4, &ones, 8));
+	EXPECT_EQ(~(variant->use_bar - 1) | NVG_BAR_FLAGS,
+		  nvg_cfg_read64(self->fd, PCI_BASE_ADDRESS_4));
+}
+
+/*
+ * Region 2 without resmem is the stand-in's MMIO, through vfio-pci-core:
+ * read(), mmap() and ioeventfd work on it.  Offset 0x500 of the
+ * bochs-display MMIO BAR is its VBE DISPI ID register (0xb0c0..0xb0c5).
+ * With resmem, region 2 is GPU memory and refuses an ioeventfd.
+ */
+TEST_F(dvsec, bar2)
+{
+	struct vfio_device_ioeventfd ioev = {
+		.argsz = sizeof(ioev),
+		.flags = VFIO_DEVICE_IOEVENTFD_16,
+		.offset = nvg_region_offset(RES) + 0x500,
+		.data = 1,
+	};
+	__u16 id = 0, wrote = 0x1234;
+	__u16 *p;
+	int efd;
+
+	if (variant->resmem) {
+		ASSERT_EQ(2, pwrite(self->fd, &wrote, 2, ioev.offset));
+		EXPECT_EQ(2, pread(self->fd, &id, 2, ioev.offset));
+		EXPECT_EQ(wrote, id);
+	} else {
+		EXPECT_EQ(2, pread(self->fd, &id, 2, ioev.offset));
+		EXPECT_EQ(0xb0c0, id & 0xfff0);
+		p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, self->fd,
+			 nvg_region_offset(RES));
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(id, __atomic_load_n(&p[0x500 / 2], __ATOMIC_RELAXED));
+		munmap(p, 4096);
+	}
+
+	efd = eventfd(0, 0);
+	ASSERT_LE(0, efd);
+	ioev.fd = efd;
+	if (variant->resmem) {
+		EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+		EXPECT_EQ(ENOTTY, errno);
+	} else {
+		EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+		ioev.fd = -1;
+		EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+	}
+	close(efd);
+}
+
+/* usemem reaches the last byte of its length, by read() and by mmap() */
+TEST_F(dvsec, usemem_to_the_end)
+{
+	__u64 marker = 0x626c61636b77656cULL, val = 0;
+	off_t last = nvg_region_offset(USE) + variant->use_len - 8;
+	__u64 *p;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, last));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, last));
+	EXPECT_EQ(marker, val);
+	p = mmap(NULL, variant->use_len, PROT_READ, MAP_SHARED, self->fd,
+		 nvg_region_offset(USE));
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(marker, p[variant->use_len / 8 - 1]);
+	munmap(p, variant->use_len);
+
+	/* The BAR ends with the memory: nothing past it */
+	EXPECT_EQ(-1, pread(self->fd, &val, 8,
+			    nvg_region_offset(USE) + variant->use_bar));
+	EXPECT_EQ(EINVAL, errno);
+}
+
 /* ---- The test machine itself ---- */
 
 /* The GPU memory of the stand-ins must not be RAM the kernel uses */

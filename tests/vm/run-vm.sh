@@ -80,6 +80,9 @@ build_userland() {
 	# shellcheck disable=SC2086
 	$cc $cflags -o "$VM/root/bin/nvgrace_bench" \
 		"$sel/nvgrace_bench.c" "$sel/nvgrace_vfio.c"
+	# shellcheck disable=SC2086
+	$cc $cflags -o "$VM/root/bin/nvgrace_ready" \
+		"$sel/nvgrace_ready.c" "$sel/nvgrace_vfio.c"
 }
 
 build_rootfs() {
@@ -92,7 +95,8 @@ build_rootfs() {
 	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
 	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" \
-		"$NVG_OUT/guard/nvgrace_guard.ko" "$VM/root/lib/"
+		"$NVG_OUT/guard/nvgrace_guard.ko" \
+		"$NVG_OUT/dvsec/nvgrace_dvsec.ko" "$VM/root/lib/"
 	# The upstream driver, for the benchmark (tests/run-bench.sh)
 	if [ "$MODE" = bench ]; then
 		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \

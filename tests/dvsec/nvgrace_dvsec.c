@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Test-only module: give a stand-in GPU of the test VM the NVIDIA DVSEC
+ * that a Grace GPU has in its extended config space, with the capability
+ * register value of the test's choice (bit 0: MIG works with cached GPU
+ * memory, as on Blackwell).
+ *
+ * QEMU has no device with an NVIDIA DVSEC, so the config accessors of the
+ * function's bus are wrapped (generic ECAM ones call back into the bus's
+ * map_bus, which is kept): for that one function, reads of the DVSEC's
+ * 12 bytes, and of the next pointer of the last extended capability that
+ * now leads to it, return the overlay; writes to them are dropped; every
+ * other access goes to the bus's own accessors.  The DVSEC goes at 0x100
+ * when the function has no extended capability, else at 0xf00, which must
+ * read as zeros.  Unloading the module puts the accessors back.  Bind the
+ * function after loading, unbind it before unloading: the driver reads the
+ * DVSEC at probe time.
+ *
+ * Parameters: bdf=DDDD:BB:DD.F, caps=<16-bit capability register>
+ */
+
+#include <linux/bitmap.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/unaligned.h>
+
+#define DVSEC_POS_FIRST	PCI_CFG_SPACE_SIZE
+#define DVSEC_POS_LATER	0xf00
+#define DVSEC_LEN	0xc
+#define DVSEC_GPU_CAPS	3
+
+static char *bdf;
+module_param(bdf, charp, 0444);
+MODULE_PARM_DESC(bdf, "the function to give the DVSEC to");
+
+static ushort caps;
+module_param(caps, ushort, 0444);
+MODULE_PARM_DESC(caps, "value of the DVSEC's capability register (0xa)");
+
+static struct pci_dev *dvsec_pdev;
+static struct pci_ops *dvsec_orig_ops;
+/* Config bytes of the function that the module answers, and their values */
+static u8 dvsec_bytes[PCI_CFG_SPACE_EXP_SIZE];
+static DECLARE_BITMAP(dvsec_mask, PCI_CFG_SPACE_EXP_SIZE);
+
+static bool dvsec_function(struct pci_bus *bus, unsigned int devfn)
+{
+	return bus == dvsec_pdev->bus && devfn == dvsec_pdev->devfn;
+}
+
+static bool dvsec_overlaid(int where, int size)
+{
+	return where >= 0 && where + size <= PCI_CFG_SPACE_EXP_SIZE &&
+	       find_next_bit(dvsec_mask, where + size, where) < where + size;
+}
+
+static int dvsec_read(struct pci_bus *bus, unsigned int devfn, int where,
+		      int size, u32 *val)
+{
+	int ret = dvsec_orig_ops->read(bus, devfn, where, size, val);
+	int i;
+
+	if (ret || !dvsec_function(bus, devfn) || !dvsec_overlaid(where, size))
+		return ret;
+	for (i = 0; i < size; i++) {
+		if (!test_bit(where + i, dvsec_mask))
+			continue;
+		*val &= ~(0xffU << (8 * i));
+		*val |= (u32)dvsec_bytes[where + i] << (8 * i);
+	}
+	return ret;
+}
+
+static int dvsec_write(struct pci_bus *bus, unsigned int devfn, int where,
+		       int size, u32 val)
+{
+	if (dvsec_function(bus, devfn) && dvsec_overlaid(where, size))
+		return PCIBIOS_SUCCESSFUL;
+	return dvsec_orig_ops->write(bus, devfn, where, size, val);
+}
+
+/* The bus's own accessors, but for read and write (map_bus stays) */
+static struct pci_ops dvsec_ops;
+
+static void dvsec_overlay(int pos, int len)
+{
+	bitmap_set(dvsec_mask, pos, len);
+}
+
+static void dvsec_build(int pos)
+{
+	u8 *p = &dvsec_bytes[pos];
+
+	/* Extended capability header: DVSEC, version 1, last in the list */
+	put_unaligned_le32(PCI_EXT_CAP_ID_DVSEC | 1 << 16, p);
+	/* Vendor, revision 0, length; DVSEC ID; capability register */
+	put_unaligned_le32(PCI_VENDOR_ID_NVIDIA | DVSEC_LEN << 20,
+			   p + PCI_DVSEC_HEADER1);
+	put_unaligned_le16(DVSEC_GPU_CAPS, p + PCI_DVSEC_HEADER2);
+	put_unaligned_le16(caps, p + PCI_DVSEC_HEADER2 + 2);
+	dvsec_overlay(pos, DVSEC_LEN);
+}
+
+/* Where the DVSEC goes; the last capability is made to point to it */
+static int dvsec_place(struct pci_dev *pdev)
+{
+	int pos = PCI_CFG_SPACE_SIZE, i;
+	u32 header, zero;
+
+	if (pdev->cfg_size <= PCI_CFG_SPACE_SIZE)
+		return -ENODEV;
+	if (pci_read_config_dword(pdev, pos, &header))
+		return -EIO;
+	if (!header)
+		return DVSEC_POS_FIRST;
+
+	while (PCI_EXT_CAP_NEXT(header)) {
+		pos = PCI_EXT_CAP_NEXT(header);
+		if (pci_read_config_dword(pdev, pos, &header))
+			return -EIO;
+	}
+	for (i = 0; i < DVSEC_LEN; i += 4) {
+		if (pci_read_config_dword(pdev, DVSEC_POS_LATER + i, &zero) ||
+		    zero)
+			return -EBUSY;
+	}
+	put_unaligned_le32(header | DVSEC_POS_LATER << 20, &dvsec_bytes[pos]);
+	dvsec_overlay(pos, 4);
+	return DVSEC_POS_LATER;
+}
+
+static int __init dvsec_init(void)
+{
+	unsigned int domain, bus, slot, fn;
+	int pos;
+
+	if (!bdf || sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4)
+		return -EINVAL;
+	dvsec_pdev = pci_get_domain_bus_and_slot(domain, bus,
+						 PCI_DEVFN(slot, fn));
+	if (!dvsec_pdev)
+		return -ENODEV;
+	pos = dvsec_place(dvsec_pdev);
+	if (pos < 0) {
+		pci_err(dvsec_pdev, "no room for a DVSEC: %pe\n", ERR_PTR(pos));
+		pci_dev_put(dvsec_pdev);
+		return pos;
+	}
+
+	dvsec_build(pos);
+	dvsec_ops = *dvsec_pdev->bus->ops;
+	dvsec_ops.read = dvsec_read;
+	dvsec_ops.write = dvsec_write;
+	dvsec_orig_ops = pci_bus_set_ops(dvsec_pdev->bus, &dvsec_ops);
+	pci_info(dvsec_pdev, "NVIDIA DVSEC %u at %#x, capabilities %#x\n",
+		 DVSEC_GPU_CAPS, pos, caps);
+	return 0;
+}
+
+static void __exit dvsec_exit(void)
+{
+	pci_bus_set_ops(dvsec_pdev->bus, dvsec_orig_ops);
+	pci_dev_put(dvsec_pdev);
+}
+
+module_init(dvsec_init);
+module_exit(dvsec_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("nvgrace-gpu-vfio-pci test rig: an NVIDIA DVSEC on a stand-in GPU");

@@ -75,6 +75,26 @@ nvg_make() {
 		KBUILD_BUILD_HOST=rig "$@"
 }
 
+# The upstream driver's directory drivers/vfio/pci/nvgrace-gpu, extracted
+# once from the source tarball (the unpacked tree has this repository in its
+# place): print its path
+nvg_upstream_driver() {
+	local id dir=$NVG_CACHE/upstream-nvgrace-gpu
+	local member=linux-source-6.12/drivers/vfio/pci/nvgrace-gpu
+
+	id=$(stat -c '%s %Y' "$NVG_TARBALL")
+	if [ ! -f "$dir/.nvgrace-source" ] ||
+	   [ "$(cat "$dir/.nvgrace-source")" != "$id" ]; then
+		nvg_log "extracting the upstream driver from $NVG_TARBALL"
+		rm -rf "$dir" "$NVG_CACHE/linux-source-6.12"
+		tar -xJf "$NVG_TARBALL" -C "$NVG_CACHE" "$member"
+		mv "$NVG_CACHE/$member" "$dir"
+		rm -rf "$NVG_CACHE/linux-source-6.12"
+		echo "$id" >"$dir/.nvgrace-source"
+	fi
+	echo "$dir"
+}
+
 # Print the lines of section $2 ("=== NVG-BEGIN $2 ===" ... "=== NVG-END $2
 # ===") of the VM console log $1.
 nvg_section() {

@@ -23,30 +23,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-UPSTREAM_SRC=$NVG_CACHE/upstream-nvgrace-gpu
 UPSTREAM=$NVG_OUT/upstream
-
-# The upstream driver's directory, from the source tarball (the unpacked
-# tree has this repository in its place)
-extract_upstream() {
-	local id member=linux-source-6.12/drivers/vfio/pci/nvgrace-gpu
-
-	id=$(stat -c '%s %Y' "$NVG_TARBALL")
-	if [ -f "$UPSTREAM_SRC/.nvgrace-source" ] &&
-	   [ "$(cat "$UPSTREAM_SRC/.nvgrace-source")" = "$id" ]; then
-		return 0
-	fi
-	nvg_log "extracting the upstream driver from $NVG_TARBALL"
-	rm -rf "$UPSTREAM_SRC" "$NVG_CACHE/linux-source-6.12"
-	tar -xJf "$NVG_TARBALL" -C "$NVG_CACHE" "$member"
-	mv "$NVG_CACHE/$member" "$UPSTREAM_SRC"
-	rm -rf "$NVG_CACHE/linux-source-6.12"
-	echo "$id" >"$UPSTREAM_SRC/.nvgrace-source"
-}
 
 build_upstream() {
 	mkdir -p "$UPSTREAM"
-	rsync -c "$UPSTREAM_SRC/main.c" "$UPSTREAM/main.c"
+	rsync -c "$(nvg_upstream_driver)/main.c" "$UPSTREAM/main.c"
 	cat >"$UPSTREAM/Kbuild" <<'KBUILD'
 obj-m := nvgrace-gpu-vfio-pci-upstream.o
 nvgrace-gpu-vfio-pci-upstream-y := main.o
@@ -59,7 +40,6 @@ main() {
 	nvg_apt_install "${NVG_PACKAGES[@]}"
 	[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
 	"$NVG_REPO/tests/build-kernel.sh"
-	extract_upstream
 	build_upstream
 	export NVGRACE_QEMU_CPU=${NVGRACE_QEMU_CPU:-max,-erms,-fsrm}
 	"$NVG_REPO/tests/vm/run-vm.sh" bench

@@ -4,8 +4,9 @@
 # Static checks of the driver, each reported as one TAP test:
 # checkpatch --strict on every source file, sparse and W=1 on the in-tree
 # build, kernel-doc, an out-of-tree build and a DKMS build and install
-# against Debian's 6.12 headers, a Sphinx build of the documentation, and
-# the MAINTAINERS entry.
+# against Debian's 6.12 headers, a Sphinx build of the documentation, the
+# MAINTAINERS entry, and the patch for the kernel tree (tests/make-patch.sh)
+# applied to a pristine 6.12 tree and built there.
 # Needs the tree that tests/build-kernel.sh prepared.
 
 set -uo pipefail
@@ -86,7 +87,7 @@ check_out_of_tree() {
 		{
 			make -C "$kdir" M="$oot" W=1 modules >"$log.raw" 2>&1 ||
 				echo "out-of-tree build failed"
-			grep -E 'warning|error' "$log.raw"
+			grep -E '(warning|error):' "$log.raw"
 			[ -f "$oot/nvgrace-gpu-vfio-pci.ko" ] ||
 				echo "no nvgrace-gpu-vfio-pci.ko built"
 		} >"$log"
@@ -181,8 +182,55 @@ check_docs() {
 	report "Documentation (sphinx-build -W, with kernel-doc)" "$log"
 }
 
+# tests/make-patch.sh makes a patch for the kernel tree; it must apply to
+# a pristine tree of Debian's linux-source-6.12 (the unpacked source, hard
+# linked, with the upstream driver put back) and build there, with the
+# driver and its KUnit suite as modules, without a warning at W=1, and
+# pass checkpatch --strict as a patch.
+check_intree_patch() {
+	local log=$NVG_OUT/intree.log patch=$NVG_OUT/nvgrace-gpu.patch
+	local tree=$NVG_CACHE/intree-src out=$NVG_CACHE/out-intree
+	local drv=drivers/vfio/pci/nvgrace-gpu o upstream
+	local kmake=(make -C "$tree" O="$out" -j"$(nproc)" ARCH=x86
+		CC="ccache gcc")
+
+	# Logs its extraction on the first run: not part of the check's log
+	upstream=$(nvg_upstream_driver)
+	{
+		"$NVG_REPO/tests/make-patch.sh" >"$patch" ||
+			echo "make-patch.sh failed"
+		rm -rf "$tree"
+		cp -al "$NVG_KSRC" "$tree"
+		rm -rf "${tree:?}/$drv"
+		cp -r "$upstream" "$tree/$drv"
+		rm -f "$tree/$drv/.nvgrace-source"
+		# git apply replaces a file rather than writing into it: the
+		# hard links to the unpacked source are not written through
+		if (cd "$tree" && git apply --check "$patch"); then
+			(cd "$tree" && git apply "$patch")
+			rm -rf "${out:?}/$drv"
+			"${kmake[@]}" KCONFIG_ALLCONFIG="$NVG_REPO/tests/config/x86_64.config" \
+				allnoconfig >/dev/null
+			"${kmake[@]}" W=1 "$drv/" >"$log.raw" 2>&1 ||
+				echo "in-tree build failed"
+			grep -E '(warning|error):' "$log.raw"
+			for o in main.o nvgrace_config.o nvgrace_mem.o \
+				 tests/nvgrace_kunit.o; do
+				[ -f "$out/$drv/$o" ] || echo "no $drv/$o built"
+			done
+		else
+			echo "the patch does not apply to a pristine tree"
+		fi
+		# The sender adds the Signed-off-by
+		"$NVG_KSRC/scripts/checkpatch.pl" --strict --no-tree --quiet \
+			--no-summary --ignore MISSING_SIGN_OFF "$patch"
+	} >"$log" 2>&1
+	report "patch for the kernel tree: applies to pristine 6.12, builds in tree" \
+		"$log"
+}
+
 echo "TAP version 13"
-echo "1..7"
+echo "1..8"
 check_checkpatch
 check_sparse_w1
 check_kernel_doc
@@ -190,5 +238,6 @@ check_out_of_tree
 check_dkms
 check_docs
 check_maintainers
+check_intree_patch
 echo "# static checks: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -85,6 +85,28 @@ build_userland() {
 		"$sel/nvgrace_ready.c" "$sel/nvgrace_vfio.c"
 }
 
+# QEMU itself, for the passthrough test in the x86_64 guest: the host's
+# qemu-system-x86_64 with the shared libraries it links, and the firmware
+# and module it loads at start, at their host paths
+add_qemu() {
+	local qemu lib f
+
+	qemu=$(command -v qemu-system-x86_64)
+	mkdir -p "$VM/root/usr/bin"
+	cp "$qemu" "$VM/root/usr/bin/"
+	for lib in $(ldd "$qemu" | grep -o '/[^ ]*'); do
+		mkdir -p "$VM/root$(dirname "$lib")"
+		cp -L "$lib" "$VM/root$lib"
+	done
+	# TCG is a loadable module of Debian's QEMU
+	for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin \
+		 /usr/share/qemu/linuxboot_dma.bin \
+		 /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so; do
+		mkdir -p "$VM/root$(dirname "$f")"
+		cp -L "$f" "$VM/root$f"
+	done
+}
+
 build_rootfs() {
 	local busybox=/bin/busybox
 
@@ -101,6 +123,9 @@ build_rootfs() {
 	if [ "$MODE" = bench ]; then
 		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \
 			"$VM/root/lib/nvgrace_upstream.ko"
+	fi
+	if [ "$MODE" = test ] && [ "$NVG_ARCH" = x86_64 ]; then
+		add_qemu
 	fi
 	build_userland
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"

@@ -10,8 +10,8 @@
 #
 # Outputs: the kernel image ($NVG_OUT/$NVG_IMAGE), the modules installed
 # below $NVG_OUT/modroot, the uAPI headers below $NVG_OUT/usr/include and
-# the test helper modules tests/pte_probe and tests/guard as
-# $NVG_OUT/pte_probe/*.ko and $NVG_OUT/guard/*.ko.
+# the test helper modules tests/{pte_probe,guard,dvsec,control} as
+# $NVG_OUT/<name>/*.ko.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -109,6 +109,7 @@ main() {
 	build_helper pte_probe
 	build_helper guard
 	build_helper dvsec
+	build_helper control
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

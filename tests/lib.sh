@@ -29,8 +29,16 @@ esac
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
 NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
 
-# What a kernel splat or a kmemleak report looks like in a console log
-NVG_SPLAT_RE='BUG:|WARNING:|KASAN|UBSAN|INFO: possible|possible circular locking|possible recursive locking|Call Trace:|Kernel panic|unreferenced object|kernel BUG|Oops'
+# What a kernel splat or a kmemleak report looks like in a console log:
+# warnings, BUGs and oopses with the stack trace of either architecture
+# (x86 "Call Trace:", arm64 "Call trace:"), the sanitizers, lockdep and
+# RCU reports, hung tasks, lockups, allocation failures and panics
+NVG_SPLAT_RE='BUG:|WARNING:|Oops|Call [Tt]race:|kernel BUG|KASAN|UBSAN|KFENCE'
+NVG_SPLAT_RE+='|INFO: possible|possible circular locking|possible recursive locking'
+NVG_SPLAT_RE+='|INFO: lockdep|lock held|suspicious RCU usage|rcu: INFO|INFO: rcu'
+NVG_SPLAT_RE+='|hung_task|blocked for more than|soft lockup|hard LOCKUP'
+NVG_SPLAT_RE+='|page allocation failure|Unable to handle kernel|general protection fault'
+NVG_SPLAT_RE+='|Kernel panic|unreferenced object'
 
 nvg_log() {
 	printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2

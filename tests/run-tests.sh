@@ -3,31 +3,100 @@
 #
 # The test command: runs the static checks, then for x86_64 and arm64 builds
 # the test kernel with the driver, boots the emulated Grace Hopper machine,
-# runs the KUnit suites and the kselftest there, and checks the guest's log
-# for kernel splats.  NVG_ARCHES="x86_64" (or "arm64") runs one only.
-# Ends with one line "N passed, N failed, N skipped"; exits non-zero on any
-# failure.  Safe to run again: builds are incremental.
+# runs the KUnit suites and the kselftests there, and checks the guest's log
+# for kernel splats and kmemleak reports.  Every suite must give as many
+# results as tests/manifest says.  NVG_ARCHES="x86_64" (or "arm64") runs
+# one only.  Ends with one line "N passed, N failed, N skipped"; exits
+# non-zero on any failure.  Safe to run again: builds are incremental.
 
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-# The KUnit suites this repository ships; each must report
-NVG_KUNIT_SUITES="nvgrace_gpu_mem nvgrace_gpu_config"
+# How many results each suite gives: see the file's head
+NVG_MANIFEST=$NVG_REPO/tests/manifest
 
 declare -A NVG_FUZZ_OPS=([x86_64]=1000000 [arm64]=300000)
 
 passed=0
 failed=0
 skipped=0
+# "ARCH SUITE" of every suite that reported, for the check at the end
+reported=()
 
-# Add "pass fail skip" counts of one suite to the totals
+# Add "pass fail skip" counts to the totals
 tally() {
 	passed=$((passed + $1))
 	failed=$((failed + $2))
 	skipped=$((skipped + ${3:-0}))
 }
 
+# A failure that is not a test's own: a suite that did not run, or ran
+# other than tests/manifest says
+fail() {
+	echo "not ok - $*"
+	tally 0 1
+}
+
+# The number of results that tests/manifest gives suite $2 on $1, or
+# nothing when it does not list it
+manifest_results() {
+	awk -v a="$1" -v s="$2" '$1 == "results" && $2 == a && $3 == s { print $4 }' \
+		"$NVG_MANIFEST"
+}
+
+# How many results of suite $3 on $2 tests/manifest lets be of kind $1
+# (skip or xfail), with a reason
+manifest_allows() {
+	awk -v k="$1" -v a="$2" -v s="$3" '$1 == k && $2 == a && $3 == s { n += $4 }
+		END { print n + 0 }' "$NVG_MANIFEST"
+}
+
+# Account for the results of suite $2 on $1 (host: the static checks):
+# $3 passed, $4 failed, $5 skipped, $6 failed as expected (xfail).  It
+# must give as many results as tests/manifest says, and skip or fail as
+# expected no more than the manifest lists with a reason.
+account() {
+	local arch=$1 suite=$2 npass=$3 nfail=$4 nskip=$5 nxfail=${6:-0}
+	local ran=$((npass + nfail + nskip + nxfail)) want allowed
+
+	reported+=("$arch $suite")
+	want=$(manifest_results "$arch" "$suite")
+	if [ -z "$want" ]; then
+		fail "$suite ($arch) is not in tests/manifest"
+	elif [ "$ran" -ne "$want" ]; then
+		fail "$suite ($arch) gave $ran results, tests/manifest says $want"
+	fi
+	allowed=$(manifest_allows skip "$arch" "$suite")
+	[ "$nskip" -le "$allowed" ] ||
+		fail "$suite ($arch): $nskip skipped, tests/manifest lists $allowed"
+	allowed=$(manifest_allows xfail "$arch" "$suite")
+	if [ "$nxfail" -gt "$allowed" ]; then
+		fail "$suite ($arch): $nxfail failed as expected, tests/manifest lists $allowed"
+		nfail=$((nfail + nxfail))
+	else
+		npass=$((npass + nxfail))
+	fi
+	tally "$npass" "$nfail" "$nskip"
+}
+
+# Every suite that tests/manifest lists for the host and the architectures
+# that ran must have reported
+check_all_reported() {
+	local kind arch suite rest
+
+	while read -r kind arch suite rest; do
+		[ "$kind" = results ] || continue
+		case " host ${NVG_ARCHES:-x86_64 arm64} " in
+		*" $arch "*) ;;
+		*) continue ;;
+		esac
+		printf '%s\n' "${reported[@]}" | grep -qxF "$arch $suite" ||
+			fail "$suite ($arch) did not report"
+	done <"$NVG_MANIFEST"
+}
+
 finish() {
+	check_all_reported
 	echo "$passed passed, $failed failed, $skipped skipped"
 	[ "$failed" -eq 0 ]
 	exit
@@ -53,27 +122,74 @@ install_packages() {
 	[ -n "$headers" ] && nvg_apt_install "$headers"
 }
 
+# The static checks count by their plan, their results and their exit
+# status: a script that stops early or prints nothing fails.
 static_checks() {
-	local out
+	local out status plan ok notok
 
 	out=$("$NVG_REPO/tests/static-checks.sh")
+	status=$?
 	echo "$out"
-	tally "$(grep -c '^ok ' <<<"$out")" "$(grep -c '^not ok ' <<<"$out")"
+	plan=$(sed -n 's/^1\.\.\([0-9]\+\)$/\1/p' <<<"$out")
+	ok=$(grep -c '^ok ' <<<"$out")
+	notok=$(grep -c '^not ok ' <<<"$out")
+	if [ -z "$plan" ]; then
+		fail "static checks printed no plan"
+	elif [ "$plan" -ne $((ok + notok)) ]; then
+		fail "static checks planned $plan, reported $((ok + notok))"
+	fi
+	[ "$status" -eq 0 ] || [ "$notok" -gt 0 ] ||
+		fail "static checks exited with status $status and no failure"
+	account host static "$ok" "$notok" 0
 }
 
-# A splat anywhere in the guest's console log fails the run
-splat_check() {
-	local log=$1 hits
+# The lines of console log $1 that no negative control of the splat check
+# framed (tests/control), each after its line number
+outside_controls() {
+	awk '/nvgrace_control: begin [a-z]+$/ { c = 1 } !c { print NR ":" $0 }
+	     /nvgrace_control: end [a-z]+$/ { c = 0 }' "$1"
+}
 
-	hits=$(grep -nE "$NVG_SPLAT_RE" "$log")
+# The lines of console log $1 that the negative control $2 framed
+inside_control() {
+	awk -v w="$2" '$0 ~ "nvgrace_control: end " w "$" { c = 0 } c { print }
+		       $0 ~ "nvgrace_control: begin " w "$" { c = 1 }' "$1"
+}
+
+# A splat anywhere in the guest's console log fails the run.  The
+# negative controls show that the check finds one: a warning and a stack
+# dump that tests/control planted, each framed, must each make it report
+# (and the result is inverted); what they framed is left out of the check
+# of the rest of the log.
+splat_check() {
+	local arch=$1 log=$2 hits control ok=0 notok=0 framed
+
+	for control in warn stack; do
+		framed=$(inside_control "$log" "$control")
+		if [ "$(grep -c "nvgrace_control: begin $control\$" "$log")" -ne 1 ] ||
+		   [ "$(grep -c "nvgrace_control: end $control\$" "$log")" -ne 1 ]; then
+			echo "not ok - negative control '$control' did not run once"
+			notok=$((notok + 1))
+		elif grep -qE "$NVG_SPLAT_RE" <<<"$framed"; then
+			echo "ok - the splat check finds the '$control' planted by tests/control"
+			ok=$((ok + 1))
+		else
+			echo "not ok - the splat check misses the '$control'" \
+			     "planted by tests/control:"
+			sed 's/^/# /' <<<"$framed"
+			notok=$((notok + 1))
+		fi
+	done
+	hits=$(outside_controls "$log" | grep -E "$NVG_SPLAT_RE")
 	if [ -n "$hits" ]; then
 		echo "not ok - kernel splats in $log:"
 		echo "$hits" | head -n 40 | sed 's/^/# /'
-		tally 0 1
+		notok=$((notok + 1))
 	else
 		echo "ok - no kernel splat in $log"
-		tally 1 0
+		ok=$((ok + 1))
 	fi
+	account "$arch" splat "$ok" "$notok" 0
 }
 
 # The number after "$1: " in the summary line $2, 0 when absent
@@ -82,69 +198,79 @@ count() {
 }
 
 # One KTAP document per suite (its debugfs results file): parse each with
-# kunit.py and add up the counts.
+# kunit.py and account for it under the suite's name.
 kunit_results() {
-	local log=$1 dir=$2/kunit doc out summary suite
+	local arch=$1 log=$2 dir=$3/kunit doc out summary suite
 
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	nvg_section "$log" kunit |
 		awk -v dir="$dir" '/^KTAP version/ { n++ } n { print > (dir "/" n ".ktap") }'
-	for suite in $NVG_KUNIT_SUITES; do
-		if ! grep -qx "ok [0-9]* $suite" "$dir"/*.ktap 2>/dev/null &&
-		   ! grep -qx "not ok [0-9]* $suite" "$dir"/*.ktap 2>/dev/null; then
-			echo "not ok - KUnit suite $suite did not run"
-			tally 0 1
-		fi
-	done
 	for doc in "$dir"/*.ktap; do
 		[ -f "$doc" ] || continue
+		suite=$(sed -nE 's/^(not )?ok [0-9]+ ([a-z0-9_]+)$/\2/p' "$doc" |
+			tail -n1)
 		out=$(python3 "$NVG_KSRC/tools/testing/kunit/kunit.py" parse \
 		      "$doc" 2>&1)
 		echo "$out"
 		summary=$(grep -oE 'Ran [0-9]+ tests?: .*' <<<"$out" | tail -n1)
-		if [ -z "$summary" ]; then
-			echo "not ok - KUnit: cannot parse $doc"
-			tally 0 1
+		if [ -z "$suite" ] || [ -z "$summary" ]; then
+			fail "KUnit: cannot parse $doc"
 			continue
 		fi
-		tally "$(count passed "$summary")" \
-		      "$(($(count failed "$summary") + $(count crashed "$summary") +
-			  $(count errors "$summary")))" \
-		      "$(count skipped "$summary")"
+		account "$arch" "kunit/$suite" "$(count passed "$summary")" \
+			"$(($(count failed "$summary") + $(count crashed "$summary") +
+			    $(count errors "$summary")))" \
+			"$(count skipped "$summary")"
 	done
 }
 
-# The kselftest section $3 of the log $1: its totals, and its exit status
-kselftest_results() {
-	local log=$1 tap=$2/$3.tap totals
-
-	nvg_section "$log" "$3" >"$tap"
-	cat "$tap"
-	totals=$(grep -E '^# Totals: ' "$tap" | tail -n1)
-	if [ -z "$totals" ]; then
-		echo "not ok - kselftest $3 did not finish"
-		tally 0 1
-		return
-	fi
-	tally "$(sed -E 's/.* pass:([0-9]+).*/\1/' <<<"$totals")" \
-	      "$(sed -E 's/.* fail:([0-9]+).*/\1/' <<<"$totals")" \
-	      "$(sed -E 's/.* skip:([0-9]+).*/\1/' <<<"$totals")"
-	grep -q '^exit status 0$' "$tap" || tally 0 1
+# The value of field $1 in the kselftest totals line $2
+total() {
+	sed -nE "s/.* $1:([0-9]+).*/\1/p" <<<"$2"
 }
 
-# Plain "ok"/"not ok" lines of section $2 of the log $1
-tap_results() {
-	local out
+# The kselftest section $3 of the log $1: its plan, its totals and its exit
+# status.  An error or an unexpected pass counts as a failure.
+kselftest_results() {
+	local arch=$1 log=$2 tap=$3/$4.tap totals plan ran f
 
-	out=$(nvg_section "$1" "$2")
-	echo "$out"
-	if ! grep -qE '^(not )?ok ' <<<"$out"; then
-		echo "not ok - $2 did not report"
-		tally 0 1
+	nvg_section "$log" "$4" >"$tap"
+	cat "$tap"
+	totals=$(grep -E '^# Totals: ' "$tap" | tail -n1)
+	plan=$(sed -n 's/^1\.\.\([0-9]\+\)$/\1/p' "$tap" | head -n1)
+	if [ -z "$totals" ] || [ -z "$plan" ]; then
+		fail "kselftest $4 ($arch) did not finish"
+		reported+=("$arch kselftest/$4")
 		return
 	fi
-	tally "$(grep -c '^ok ' <<<"$out")" "$(grep -c '^not ok ' <<<"$out")"
+	ran=0
+	for f in pass fail xfail xpass skip error; do
+		ran=$((ran + $(total $f "$totals")))
+	done
+	[ "$ran" -eq "$plan" ] ||
+		fail "kselftest $4 ($arch) planned $plan, totals $ran"
+	grep -q '^exit status 0$' "$tap" ||
+		fail "kselftest $4 ($arch) exited with $(grep '^exit status' "$tap")"
+	account "$arch" "kselftest/$4" "$(total pass "$totals")" \
+		"$(($(total fail "$totals") + $(total xpass "$totals") +
+		    $(total error "$totals")))" \
+		"$(total skip "$totals")" "$(total xfail "$totals")"
+}
+
+# Plain "ok"/"not ok" lines of section $3 of the log $2
+tap_results() {
+	local arch=$1 out
+
+	out=$(nvg_section "$2" "$3")
+	echo "$out"
+	if ! grep -qE '^(not )?ok ' <<<"$out"; then
+		fail "$3 ($arch) did not report"
+		reported+=("$arch $3")
+		return
+	fi
+	account "$arch" "$3" "$(grep -c '^ok ' <<<"$out")" \
+		"$(grep -c '^not ok ' <<<"$out")" 0
 }
 
 # Build, boot and test one architecture
@@ -153,38 +279,40 @@ test_arch() {
 
 	echo "# ---- $arch ----"
 	if ! NVG_ARCH=$arch "$NVG_REPO/tests/build-kernel.sh"; then
-		tally 0 1
+		fail "$arch: kernel build"
 		return
 	fi
 	# The fuzzer's operation count: 10^6 where they fit CI's time budget,
 	# less in the slower arm64 guest
 	if ! NVG_ARCH=$arch NVGRACE_FUZZ_OPS=${NVG_FUZZ_OPS[$arch]} \
 	     "$NVG_REPO/tests/vm/run-vm.sh" test; then
-		tally 0 1
+		fail "$arch: the test VM did not finish"
 		[ -f "$vm/test.log" ] && tail -n 60 "$vm/test.log"
 		return
 	fi
-	splat_check "$vm/test.log"
-	kunit_results "$vm/test.log" "$vm"
-	kselftest_results "$vm/test.log" "$vm" kselftest
-	kselftest_results "$vm/test.log" "$vm" stress
-	tap_results "$vm/test.log" reload
-	tap_results "$vm/test.log" guard
+	splat_check "$arch" "$vm/test.log"
+	kunit_results "$arch" "$vm/test.log" "$vm"
+	kselftest_results "$arch" "$vm/test.log" "$vm" kselftest
+	kselftest_results "$arch" "$vm/test.log" "$vm" stress
+	tap_results "$arch" "$vm/test.log" reload
+	kselftest_results "$arch" "$vm/test.log" "$vm" reopen
+	tap_results "$arch" "$vm/test.log" guard
+	tap_results "$arch" "$vm/test.log" kmemleak
 	# QEMU in the guest is the host's, an x86_64 program
 	if [ "$arch" = x86_64 ]; then
-		tap_results "$vm/test.log" qemu
+		tap_results "$arch" "$vm/test.log" qemu
 	fi
 }
 
 main() {
 	local arch
 
-	install_packages || { echo "package installation failed"; tally 0 1; finish; }
+	install_packages || { fail "package installation"; finish; }
 	# The static checks use the x86_64 tree
 	if NVG_ARCH=x86_64 "$NVG_REPO/tests/build-kernel.sh"; then
 		static_checks
 	else
-		tally 0 1
+		fail "x86_64: kernel build for the static checks"
 	fi
 	for arch in ${NVG_ARCHES:-x86_64 arm64}; do
 		test_arch "$arch"

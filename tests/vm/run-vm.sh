@@ -118,7 +118,8 @@ build_rootfs() {
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
 	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" \
 		"$NVG_OUT/guard/nvgrace_guard.ko" \
-		"$NVG_OUT/dvsec/nvgrace_dvsec.ko" "$VM/root/lib/"
+		"$NVG_OUT/dvsec/nvgrace_dvsec.ko" \
+		"$NVG_OUT/control/nvgrace_control.ko" "$VM/root/lib/"
 	# The upstream driver, for the benchmark (tests/run-bench.sh)
 	if [ "$MODE" = bench ]; then
 		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \

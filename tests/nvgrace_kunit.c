@@ -76,6 +76,8 @@ static void nvgrace_test_split(struct kunit *test)
 	const char *cause = NULL;
 	int ret;
 
+	/* Every field must be written: start from garbage */
+	memset(&layout, 0x5a, sizeof(layout));
 	ret = nvgrace_mem_split(c->base, c->size, true, &layout, &cause);
 	KUNIT_ASSERT_EQ(test, ret, c->ret);
 	if (ret) {
@@ -101,6 +103,8 @@ static void nvgrace_test_split(struct kunit *test)
 	KUNIT_EXPECT_GE(test, layout.resmem.bar_size, layout.resmem.length);
 	KUNIT_EXPECT_NULL(test, layout.usemem.kaddr);
 	KUNIT_EXPECT_EQ(test, layout.usemem.bar_reg, 0);
+	KUNIT_EXPECT_NULL(test, layout.resmem.kaddr);
+	KUNIT_EXPECT_EQ(test, layout.resmem.bar_reg, 0);
 }
 
 /* Without the MIG defect: no resmem, usemem is all of the memory */

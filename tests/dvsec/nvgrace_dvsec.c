@@ -3,7 +3,13 @@
  * Test-only module: give a stand-in GPU of the test VM the NVIDIA DVSEC
  * that a Grace GPU has in its extended config space, with the capability
  * register value of the test's choice (bit 0: MIG works with cached GPU
- * memory, as on Blackwell).
+ * memory, as on Blackwell); and, on request, Function Level Reset in the
+ * Device Capabilities of its PCI Express capability, which no QEMU device
+ * with RAM behind BAR0 (where the readiness registers are) has.  With it,
+ * vfio-pci-core takes a write of Initiate FLR to the Device Control
+ * register as a request to reset the function, and the PCI core resets it
+ * with the method it found at enumeration (a bus reset, behind a root
+ * port).
  *
  * QEMU has no device with an NVIDIA DVSEC, so the config accessors of the
  * function's bus are wrapped (generic ECAM ones call back into the bus's
@@ -16,7 +22,8 @@
  * function after loading, unbind it before unloading: the driver reads the
  * DVSEC at probe time.
  *
- * Parameters: bdf=DDDD:BB:DD.F, caps=<16-bit capability register>
+ * Parameters: bdf=DDDD:BB:DD.F, caps=<16-bit capability register>,
+ * flr=1 (advertise FLR; the function must have a PCI Express capability)
  */
 
 #include <linux/bitmap.h>
@@ -36,6 +43,10 @@ MODULE_PARM_DESC(bdf, "the function to give the DVSEC to");
 static ushort caps;
 module_param(caps, ushort, 0444);
 MODULE_PARM_DESC(caps, "value of the DVSEC's capability register (0xa)");
+
+static bool flr;
+module_param(flr, bool, 0444);
+MODULE_PARM_DESC(flr, "advertise Function Level Reset in PCI_EXP_DEVCAP");
 
 static struct pci_dev *dvsec_pdev;
 static struct pci_ops *dvsec_orig_ops;
@@ -129,10 +140,27 @@ static int dvsec_place(struct pci_dev *pdev)
 	return DVSEC_POS_LATER;
 }
 
+/* Overlay the byte of PCI_EXP_DEVCAP that holds PCI_EXP_DEVCAP_FLR */
+static int dvsec_add_flr(struct pci_dev *pdev)
+{
+	int pos = pci_find_capability(pdev, PCI_CAP_ID_EXP);
+	u32 devcap;
+
+	if (!pos)
+		return -ENODEV;
+	if (pci_read_config_dword(pdev, pos + PCI_EXP_DEVCAP, &devcap))
+		return -EIO;
+	devcap |= PCI_EXP_DEVCAP_FLR;
+	pos += PCI_EXP_DEVCAP + 3;
+	dvsec_bytes[pos] = devcap >> 24;
+	dvsec_overlay(pos, 1);
+	return 0;
+}
+
 static int __init dvsec_init(void)
 {
 	unsigned int domain, bus, slot, fn;
-	int pos;
+	int pos, ret;
 
 	if (!bdf || sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4)
 		return -EINVAL;
@@ -148,12 +176,18 @@ static int __init dvsec_init(void)
 	}
 
 	dvsec_build(pos);
+	ret = flr ? dvsec_add_flr(dvsec_pdev) : 0;
+	if (ret) {
+		pci_err(dvsec_pdev, "cannot advertise FLR: %pe\n", ERR_PTR(ret));
+		pci_dev_put(dvsec_pdev);
+		return ret;
+	}
 	dvsec_ops = *dvsec_pdev->bus->ops;
 	dvsec_ops.read = dvsec_read;
 	dvsec_ops.write = dvsec_write;
 	dvsec_orig_ops = pci_bus_set_ops(dvsec_pdev->bus, &dvsec_ops);
-	pci_info(dvsec_pdev, "NVIDIA DVSEC %u at %#x, capabilities %#x\n",
-		 DVSEC_GPU_CAPS, pos, caps);
+	pci_info(dvsec_pdev, "NVIDIA DVSEC %u at %#x, capabilities %#x%s\n",
+		 DVSEC_GPU_CAPS, pos, caps, flr ? ", FLR" : "");
 	return 0;
 }
 

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Test-only helper for the nvgrace-gpu-vfio-pci tests: tells user space
- * the PFN and the memory type of its own PFN-map page-table entries, which
- * neither /proc/PID/smaps nor the architectures' page-table dumps show.
+ * the PFN and the memory type of its own PFN-map page-table entries, and
+ * whether the mapping lets KVM map it uncached (VM_ALLOW_ANY_UNCACHED),
+ * which neither /proc/PID/smaps nor the architectures' page-table dumps
+ * show.
  *
  * Write a user address (any base that kstrtoul() takes) to
  * /sys/kernel/debug/nvgrace_pte_probe, then read back one line:
- *   "pfn=0x... type=WB|WC|UC-|UC|Normal|Normal-NC|Device|..."
+ *   "pfn=0x... type=WB|WC|UC-|UC|Normal|Normal-NC|Device|... uncached=0|1"
  * Only the calling process's mappings are looked up, and only PFN maps
  * (VM_IO | VM_PFNMAP); anything else gives -EINVAL or -EFAULT.
  */
@@ -76,8 +78,9 @@ static int pte_probe_lookup(unsigned long addr, struct pte_probe_result *res)
 	ret = follow_pfnmap_start(&args);
 	if (ret)
 		goto out;
-	scnprintf(res->line, sizeof(res->line), "pfn=%#lx type=%s\n",
-		  args.pfn, pte_probe_type(args.pgprot));
+	scnprintf(res->line, sizeof(res->line), "pfn=%#lx type=%s uncached=%d\n",
+		  args.pfn, pte_probe_type(args.pgprot),
+		  !!(args.vma->vm_flags & VM_ALLOW_ANY_UNCACHED));
 	follow_pfnmap_end(&args);
 out:
 	mmap_read_unlock(mm);

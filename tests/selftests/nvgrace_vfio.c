@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -294,31 +293,105 @@ __u64 nvg_cfg_read64(int fd, off_t pos)
 	return val;
 }
 
-/* How many times @needle stands in the kernel log buffer */
-int nvg_klog_count(const char *needle)
+/*
+ * The kernel log from a point on, read through /dev/kmsg.  The file
+ * position of an open /dev/kmsg is a record sequence number: the records
+ * that came after nvg_klog_start() are read in order, and a read fails
+ * with EPIPE when the kernel overwrote some of them before they were read,
+ * so a test never counts in a window that lost records.
+ */
+int nvg_klog_start(struct nvg_klog *log)
 {
-	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
-	int n, found = 0;
-	char *buf, *p;
-
-	if (size <= 0)
-		return 0;
-	buf = malloc(size + 1);
-	if (!buf)
-		return 0;
-	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
-	if (n > 0) {
-		buf[n] = '\0';
-		for (p = strstr(buf, needle); p; p = strstr(p + 1, needle))
-			found++;
+	log->text = NULL;
+	log->len = 0;
+	log->lost = false;
+	log->fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	if (log->fd < 0)
+		return -1;
+	if (lseek(log->fd, 0, SEEK_END) < 0) {
+		nvg_klog_stop(log);
+		return -1;
 	}
-	free(buf);
+	return 0;
+}
+
+/*
+ * Append one /dev/kmsg record ("priority,sequence,...;message\n" and
+ * continuation lines) as the line "LEVEL;message", LEVEL being the
+ * console log level digit (3 for an error)
+ */
+static int klog_append(struct nvg_klog *log, const char *rec, size_t n)
+{
+	const char *msg = memchr(rec, ';', n), *end;
+	unsigned long prio = strtoul(rec, NULL, 10);
+	char *text;
+	size_t len;
+
+	if (!msg)
+		return 0;
+	msg++;
+	end = memchr(msg, '\n', rec + n - msg);
+	len = (end ? end : rec + n) - msg;
+	text = realloc(log->text, log->len + len + 4);
+	if (!text)
+		return -1;
+	log->text = text;
+	text += log->len;
+	text[0] = '0' + (prio & 7);
+	text[1] = ';';
+	memcpy(text + 2, msg, len);
+	text[len + 2] = '\n';
+	text[len + 3] = '\0';
+	log->len += len + 3;
+	return 0;
+}
+
+/* Read the records logged since the last read: 0, or -1 if any was lost */
+static int klog_update(struct nvg_klog *log)
+{
+	char rec[8192];
+	ssize_t n;
+
+	if (log->fd < 0 || log->lost)
+		return -1;
+	for (;;) {
+		n = read(log->fd, rec, sizeof(rec));
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0 || klog_append(log, rec, n)) {
+			/* EPIPE: records overwritten before they were read */
+			log->lost = true;
+			return -1;
+		}
+	}
+}
+
+/*
+ * How many times @needle stands in the kernel messages logged since
+ * nvg_klog_start(), or -1 when they cannot all be read
+ */
+int nvg_klog_count(struct nvg_klog *log, const char *needle)
+{
+	const char *p;
+	int found = 0;
+
+	if (klog_update(log))
+		return -1;
+	if (!log->text)
+		return 0;
+	for (p = strstr(log->text, needle); p; p = strstr(p + 1, needle))
+		found++;
 	return found;
 }
 
-bool nvg_klog_contains(const char *needle)
+void nvg_klog_stop(struct nvg_klog *log)
 {
-	return nvg_klog_count(needle) > 0;
+	if (log->fd >= 0)
+		close(log->fd);
+	log->fd = -1;
+	free(log->text);
+	log->text = NULL;
+	log->len = 0;
 }
 
 /* Turn on memory decode of @bdf, so that writes to its BARs land */
@@ -343,12 +416,12 @@ static int nvg_enable_memory(const char *bdf)
 
 /*
  * Set the readiness registers in BAR0 of the stand-in GPU @bdf, as its
- * firmware does once the GPU memory is up: @val 0xff is ready, anything
- * else is not.  The stand-in's BAR0 is RAM (bochs-display), so the value
- * stays; the write goes through the sysfs resource file, whichever driver
- * the function has.
+ * firmware does: the C2C link register to @link, the HBM training one to
+ * @hbm; NVG_READY in both is ready, anything else is not.  The stand-in's
+ * BAR0 is RAM (bochs-display), so the values stay; the write goes through
+ * the sysfs resource file, whichever driver the function has.
  */
-int nvg_set_ready(const char *bdf, __u32 val)
+int nvg_set_ready_regs(const char *bdf, __u32 link_val, __u32 hbm_val)
 {
 	size_t len = NVG_READY_HBM + sizeof(__u32);
 	char path[PATH_MAX];
@@ -371,15 +444,21 @@ int nvg_set_ready(const char *bdf, __u32 val)
 	link = (__u32 *)((char *)bar0 + NVG_READY_LINK);
 	hbm = (__u32 *)((char *)bar0 + NVG_READY_HBM);
 	/* One 32-bit access each, as to a device register */
-	__atomic_store_n(link, val, __ATOMIC_RELAXED);
-	__atomic_store_n(hbm, val, __ATOMIC_RELAXED);
-	if (__atomic_load_n(link, __ATOMIC_RELAXED) != val ||
-	    __atomic_load_n(hbm, __ATOMIC_RELAXED) != val) {
+	__atomic_store_n(link, link_val, __ATOMIC_RELAXED);
+	__atomic_store_n(hbm, hbm_val, __ATOMIC_RELAXED);
+	if (__atomic_load_n(link, __ATOMIC_RELAXED) != link_val ||
+	    __atomic_load_n(hbm, __ATOMIC_RELAXED) != hbm_val) {
 		errno = EIO;
 		ret = -1;
 	}
 	munmap(bar0, len);
 	return ret;
+}
+
+/* Both readiness registers of @bdf to @val */
+int nvg_set_ready(const char *bdf, __u32 val)
+{
+	return nvg_set_ready_regs(bdf, val, val);
 }
 
 /*

@@ -27,6 +27,28 @@
 #define NVG_READY_HBM	0x200bc
 #define NVG_READY	0xffU
 
+/*
+ * The readiness wait of the driver: how often it polls, how long at most,
+ * and what it logs; a test that makes the GPU late sets it ready LATE
+ * seconds after it starts to wait
+ */
+#define NVG_POLL_INTERVAL	0.1
+#define NVG_READY_BOUND		30.0
+#define NVG_LATE		1.5
+#define NVG_MSG_WAITED		": GPU memory ready after "
+#define NVG_MSG_TIMEOUT		": GPU memory not ready after 30000 ms"
+/*
+ * What a wait may take beyond the poll that ends it.  For a GPU that
+ * becomes ready: the bind or the access itself, and the wake-up of the
+ * thread that sets the registers (bind 0.02-0.03 s; the waits measured
+ * 1.51-1.65 s for NVG_LATE 1.5 s).  For one that does not: the timeout
+ * message, the hand-over to the waiters queued on the poll, and the return
+ * to user space (measured 30.1 s on x86_64, 30.1-30.6 s on arm64, whose
+ * TCG guest is slower).
+ */
+#define NVG_READY_SLACK		0.3
+#define NVG_TIMEOUT_SLACK	2.0
+
 struct nvg_dev {
 	int device_fd;
 	int container_fd;	/* group path only */
@@ -39,6 +61,7 @@ int nvg_unbind(const char *bdf);
 int nvg_override(const char *bdf, const char *driver);
 int nvg_bind(const char *bdf, const char *driver);
 int nvg_set_ready(const char *bdf, __u32 val);
+int nvg_set_ready_regs(const char *bdf, __u32 link, __u32 hbm);
 int nvg_bound_driver(const char *bdf, char *name, size_t len);
 int nvg_open_group(const char *bdf, struct nvg_dev *dev);
 int nvg_open_cdev(const char *bdf, struct nvg_dev *dev);
@@ -55,8 +78,20 @@ ssize_t nvg_cfg_read(int fd, off_t pos, void *buf, size_t len);
 ssize_t nvg_cfg_write(int fd, off_t pos, const void *buf, size_t len);
 __u64 nvg_cfg_read64(int fd, off_t pos);
 
-int nvg_klog_count(const char *needle);
-bool nvg_klog_contains(const char *needle);
+/*
+ * The kernel messages logged from nvg_klog_start() on, one per line of
+ * @text as "LEVEL;message": "3;" starts an error
+ */
+struct nvg_klog {
+	int fd;			/* /dev/kmsg, at the next record to read */
+	char *text;
+	size_t len;
+	bool lost;		/* some were overwritten before they were read */
+};
+
+int nvg_klog_start(struct nvg_klog *log);
+int nvg_klog_count(struct nvg_klog *log, const char *needle);
+void nvg_klog_stop(struct nvg_klog *log);
 double nvg_now(void);
 long nvg_minor_faults(void);
 long nvg_vm_pte_kib(void);

@@ -124,6 +124,8 @@ FIXTURE_SETUP(gpu)
 FIXTURE_TEARDOWN(gpu)
 {
 	nvg_close(&self->dev);
+	/* A test that failed half-way may have left it not ready */
+	nvg_set_ready(variant->bdf, NVG_READY);
 }
 
 static __u64 round_down_to(__u64 v, __u64 align)
@@ -286,8 +288,9 @@ TEST_F(gpu, config_read_widths)
 
 TEST_F(gpu, config_write_straddle)
 {
-	__u8 buf[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
-	__u32 bar1_before, bar1_after;
+	__u8 buf[10] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+			 0x99, 0xaa };
+	__u32 bar0, bar0_after;
 
 	/* Upper half of BAR2/3 and lower half of BAR4/5 in one access */
 	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x1c, buf, 8));
@@ -297,16 +300,19 @@ TEST_F(gpu, config_write_straddle)
 		  nvg_cfg_read64(self->fd, 0x20));
 
 	/*
-	 * BAR1 (vfio-pci-core's) and the lower half of BAR2 in one access:
-	 * the full count is reported and each part reaches its owner.
+	 * The upper half of BAR0 and BAR1 (vfio-pci-core's) and the lower
+	 * half of BAR2 in one access: the full count is reported and each
+	 * part reaches its owner.  BAR0 is the stand-in's 16 MiB 32-bit
+	 * prefetchable framebuffer: its bits 24-31 keep what is written.
+	 * The stand-in has no BAR1, which reads 0 whatever is written.
 	 */
-	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x14, &bar1_before, 4));
-	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x14, buf, 8));
-	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x14, &bar1_after, 4));
-	EXPECT_EQ((0x4433221188776655ULL & ~(variant->bar[RES] - 1)) |
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x10, &bar0, 4));
+	ASSERT_EQ(10, nvg_cfg_write(self->fd, 0x12, buf, 10));
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, 0x10, &bar0_after, 4));
+	EXPECT_EQ(0x22000008, bar0_after);
+	EXPECT_EQ((0x44332211aa998877ULL & ~(variant->bar[RES] - 1)) |
 		  NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
-	/* The stand-in has no BAR1: vfio-pci-core keeps it reading 0 */
-	EXPECT_EQ(bar1_before, bar1_after);
+	ASSERT_EQ(4, nvg_cfg_write(self->fd, 0x10, &bar0, 4));
 }
 
 TEST_F(gpu, config_write_reaches_both_owners)
@@ -399,11 +405,34 @@ TEST_F(gpu, sysfs_reset_restores_bars)
 	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
 }
 
-/* A hot reset (secondary bus reset) of the slot, for the function that has one */
+/*
+ * A hot reset (secondary bus reset) of the slot: the legacy path proves
+ * ownership of the affected devices with the group fds, iommufd with the
+ * device's own binding (no fds)
+ */
+static int hot_reset(struct nvg_dev *dev, bool cdev)
+{
+	struct vfio_pci_hot_reset *reset;
+	int ret;
+
+	reset = calloc(1, sizeof(*reset) + sizeof(__s32));
+	if (!reset)
+		return -1;
+	reset->argsz = sizeof(*reset);
+	if (!cdev) {
+		reset->argsz += sizeof(__s32);
+		reset->count = 1;
+		reset->group_fds[0] = dev->group_fd;
+	}
+	ret = ioctl(dev->device_fd, VFIO_DEVICE_PCI_HOT_RESET, reset);
+	free(reset);
+	return ret;
+}
+
+/* A hot reset of the slot, for the function that has one */
 TEST_F(gpu, hot_reset_restores_bars)
 {
 	struct vfio_pci_hot_reset_info info_head = { .argsz = sizeof(info_head) };
-	struct vfio_pci_hot_reset *reset;
 	__u64 addr = 0x4000000000ULL;
 	int ret;
 
@@ -418,19 +447,120 @@ TEST_F(gpu, hot_reset_restores_bars)
 	}
 	/* Only this function is on the bus: the info fits or needs one entry */
 	ASSERT_TRUE(ret == 0 || errno == ENOSPC);
-
-	reset = calloc(1, sizeof(*reset) + sizeof(__s32));
-	ASSERT_NE(NULL, reset);
-	reset->argsz = sizeof(*reset);
-	if (!variant->cdev) {
-		/* The legacy path proves ownership with the group fds */
-		reset->argsz += sizeof(__s32);
-		reset->count = 1;
-		reset->group_fds[0] = self->dev.group_fd;
-	}
-	EXPECT_EQ(0, ioctl(self->fd, VFIO_DEVICE_PCI_HOT_RESET, reset));
-	free(reset);
+	EXPECT_EQ(0, hot_reset(&self->dev, variant->cdev));
 	EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+}
+
+/* Write a readiness register through the device's own BAR0 (region 0) */
+static int bar0_write32(int fd, off_t off, __u32 val)
+{
+	return pwrite(fd, &val, 4, nvg_region_offset(0) + off) == 4 ? 0 : -1;
+}
+
+/*
+ * pread() the first 8 bytes of usemem while a child process sets the GPU
+ * ready NVG_LATE s later (the caller made it say not ready): how long the
+ * read took, or -1 when it failed or did not read @marker
+ */
+static double pread_when_ready(int fd, __u64 marker)
+{
+	__u64 val = 0;
+	int status;
+	double t;
+	pid_t pid;
+	ssize_t n;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		usleep(NVG_LATE * 1e6);
+		_exit(bar0_write32(fd, NVG_READY_LINK, NVG_READY) ? 1 : 0);
+	}
+	t = nvg_now();
+	n = pread(fd, &val, 8, nvg_region_offset(USE));
+	t = nvg_now() - t;
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		return -1;
+	return n == 8 && val == marker ? t : -1;
+}
+
+/*
+ * Check what follows a reset started while the GPU said not ready: when
+ * the function was reset (@was_reset), the next pread() waits until the
+ * GPU says ready, and logs it once; when it was not, nothing waits,
+ * whatever the GPU says.
+ */
+static void check_wait_after_reset(struct __test_metadata *_metadata,
+				   int fd, struct nvg_klog *log, __u64 marker,
+				   bool was_reset)
+{
+	double t = pread_when_ready(fd, marker);
+
+	TH_LOG("pread after the reset: %.3f s", t);
+	ASSERT_LE(0, t);
+	if (was_reset) {
+		EXPECT_LE(NVG_LATE, t);
+		EXPECT_GT(NVG_LATE + NVG_POLL_INTERVAL + NVG_READY_SLACK, t);
+		EXPECT_EQ(1, nvg_klog_count(log, NVG_MSG_WAITED));
+	} else {
+		EXPECT_GT(NVG_POLL_INTERVAL, t);
+		EXPECT_EQ(0, nvg_klog_count(log, NVG_MSG_WAITED));
+	}
+}
+
+/*
+ * A reset through sysfs reaches the driver's reset_done like any other:
+ * the GPU memory then waits until the GPU is ready.  A function without a
+ * reset method is not reset, and nothing waits.
+ */
+TEST_F(gpu, sysfs_reset_waits_for_ready)
+{
+	__u64 marker = 0x7379736673212121ULL;
+	struct nvg_klog log;
+	char path[128];
+	FILE *f;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset",
+		 variant->bdf);
+	f = fopen(path, "w");
+	if (variant->has_reset) {
+		ASSERT_NE(NULL, f);
+		EXPECT_EQ(1, fwrite("1", 1, 1, f));
+		EXPECT_EQ(0, fclose(f));
+	} else {
+		EXPECT_EQ(NULL, f);
+		EXPECT_EQ(EACCES, errno);
+	}
+	check_wait_after_reset(_metadata, self->fd, &log, marker,
+			       variant->has_reset);
+	nvg_klog_stop(&log);
+}
+
+/* So does a hot reset of the slot; on the root bus there is none */
+TEST_F(gpu, hot_reset_waits_for_ready)
+{
+	__u64 marker = 0x686f747273742121ULL;
+	struct nvg_klog log;
+	int ret;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	ret = hot_reset(&self->dev, variant->cdev);
+	if (variant->has_hot_reset) {
+		EXPECT_EQ(0, ret);
+	} else {
+		EXPECT_EQ(-1, ret);
+		EXPECT_EQ(ENODEV, errno);
+	}
+	check_wait_after_reset(_metadata, self->fd, &log, marker,
+			       variant->has_hot_reset);
+	nvg_klog_stop(&log);
 }
 
 static void fill(__u8 *buf, size_t len, unsigned int seed)
@@ -563,36 +693,45 @@ TEST_F(gpu, rw_bad_user_buffer)
 	munmap(bad, self->page);
 }
 
-/* A bad page in the middle of the user buffer: the bytes before it count */
+/*
+ * A bad page in the middle of the user buffer: the transfer stops at it,
+ * and the page before it is transferred whole (the driver faults the user
+ * buffer in and goes on up to the first page that cannot be), no byte more.
+ */
 TEST_F(gpu, rw_short_user_buffer)
 {
 	size_t page = self->page;
 	__u8 *buf = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	__u8 *data = malloc(page);
+	__u8 *data = malloc(2 * page), *back = malloc(2 * page);
 	unsigned int i;
-	ssize_t n;
 
 	ASSERT_NE(MAP_FAILED, buf);
 	ASSERT_NE(NULL, data);
+	ASSERT_NE(NULL, back);
 	ASSERT_EQ(0, mprotect(buf + page, page, PROT_NONE));
 	for (i = 0; i < 2; i++) {
 		off_t base = nvg_region_offset(mem_regions[i]);
 
-		fill(data, page, 40 + i);
-		ASSERT_EQ((ssize_t)page, pwrite(self->fd, data, page, base));
+		fill(data, 2 * page, 40 + i);
+		ASSERT_EQ((ssize_t)(2 * page),
+			  pwrite(self->fd, data, 2 * page, base));
 
-		n = pread(self->fd, buf, 2 * page, base);
-		ASSERT_GT(n, 0);
-		EXPECT_LE(n, (ssize_t)page);
-		EXPECT_EQ(0, memcmp(buf, data, n));
+		/* read() into it: the first page only */
+		memset(buf, 0, page);
+		EXPECT_EQ((ssize_t)page, pread(self->fd, buf, 2 * page, base));
+		EXPECT_EQ(0, memcmp(buf, data, page));
 
-		memcpy(buf, data, page);
-		n = pwrite(self->fd, buf, 2 * page, base + page);
-		ASSERT_GT(n, 0);
-		EXPECT_LE(n, (ssize_t)page);
+		/* write() from it: the first page lands, the next is kept */
+		fill(buf, page, 60 + i);
+		EXPECT_EQ((ssize_t)page, pwrite(self->fd, buf, 2 * page, base));
+		ASSERT_EQ((ssize_t)(2 * page),
+			  pread(self->fd, back, 2 * page, base));
+		EXPECT_EQ(0, memcmp(back, buf, page));
+		EXPECT_EQ(0, memcmp(back + page, data + page, page));
 	}
 	free(data);
+	free(back);
 	munmap(buf, 2 * page);
 }
 
@@ -747,92 +886,176 @@ static __u8 *map_aligned(int fd, int index, size_t len, size_t align,
 }
 
 /*
- * usemem, touched once every 2 MiB, is mapped with PMD (and on x86_64 PUD)
- * entries: one fault per 1 GiB or 2 MiB, no page of PTEs.
+ * Page-table geometry of the running kernel: a table is one page of 8-byte
+ * entries, so a PMD entry maps page * page / 8 bytes (2 MiB with 4 KiB
+ * pages, 512 MiB with 64 KiB pages), and one table of them that times
+ * page / 8 (1 GiB, 4 TiB).
  */
-TEST_F(gpu, mmap_huge)
+static size_t pmd_size(size_t page)
 {
-	size_t len = variant->len[USE];
-	size_t gib = 1UL << 30, mib2 = 2UL << 20, huge, off;
-	long faults, pte;
-	__u8 *p;
+	return page * (page / 8);
+}
 
-	p = map_aligned(self->fd, USE, len, gib, false, self->page);
-	ASSERT_NE(MAP_FAILED, p);
-	pte = nvg_vm_pte_kib();
-	faults = nvg_minor_faults();
-	for (off = 0; off < len; off += mib2)
-		p[off] = (__u8)off;
-	faults = nvg_minor_faults() - faults;
-	pte = nvg_vm_pte_kib() - pte;
-	TH_LOG("%zu MiB: %ld faults, VmPTE +%ld KiB", len >> 20, faults, pte);
+static size_t pmd_table_span(size_t page)
+{
+	return pmd_size(page) * (page / 8);
+}
 
-	/* 4 KiB pages would take len / 2 MiB faults and a PTE page each */
-	EXPECT_LE(pte, 16);
-	/*
-	 * PUD entries (x86_64 only in 6.12) where the physical address
-	 * allows, else PMD entries
-	 */
-	huge = HAVE_PUD_PFNMAP && variant->base % gib == 0 && len % gib == 0 ?
-	       gib : mib2;
-	EXPECT_LE(faults, (long)(len / huge) + 2);
-	for (off = 0; off < len; off += mib2)
-		ASSERT_EQ((__u8)off, p[off]);
-	munmap(p, len);
+/* The huge mapping sizes of 6.12 PFN maps: PMD, and PUD on x86_64 only */
+static size_t pud_pfnmap_size(size_t page)
+{
+	return HAVE_PUD_PFNMAP ? pmd_table_span(page) : 0;
+}
+
+/* What a user address must be aligned to for the largest of them */
+static size_t huge_align(size_t page)
+{
+	return HAVE_PUD_PFNMAP ? pud_pfnmap_size(page) : pmd_size(page);
+}
+
+/* Levels of page tables for the 48-bit user address space of both arches */
+static unsigned int page_table_levels(size_t page)
+{
+	unsigned int shift = __builtin_ctzl(page), bits = shift - 3;
+
+	return (48 - shift + bits - 1) / bits;
+}
+
+/* How many blocks of @block bytes [@addr, @addr + @len) overlaps */
+static size_t blocks_overlapped(uintptr_t addr, size_t len, size_t block)
+{
+	return (addr + len - 1) / block - addr / block + 1;
 }
 
 /*
- * Faults a mapping at a 1 GiB aligned user address of @len bytes of GPU
- * memory at @phys takes when every page is touched: one per 1 GiB (where
- * the kernel has PUD PFN maps) or 2 MiB block that fits whole and is
- * aligned, one per page elsewhere.
+ * Faults that touches every @stride bytes take on a mapping, at a user
+ * address aligned like @phys, of @len bytes of GPU memory at @phys: one
+ * per block that the fault handler maps (PUD where the kernel has PUD PFN
+ * maps, else PMD, where the block is aligned and fits whole; a page
+ * elsewhere) and that a touch falls in.
  */
-static long expected_faults(__u64 phys, size_t len, size_t page)
+static long expected_faults(__u64 phys, size_t len, size_t page,
+			    size_t stride)
 {
-	size_t gib = 1UL << 30, mib2 = 2UL << 20, off = 0, step;
+	size_t pud = pud_pfnmap_size(page), pmd = pmd_size(page);
+	size_t off = 0, step;
 	long faults = 0;
 
 	while (off < len) {
-		if (HAVE_PUD_PFNMAP && (phys + off) % gib == 0 &&
-		    off + gib <= len)
-			step = gib;
-		else if ((phys + off) % mib2 == 0 && off + mib2 <= len)
-			step = mib2;
+		if (pud && (phys + off) % pud == 0 && off + pud <= len)
+			step = pud;
+		else if ((phys + off) % pmd == 0 && off + pmd <= len)
+			step = pmd;
 		else
 			step = page;
+		/* The first touch at or after off */
+		if ((off + stride - 1) / stride * stride < off + step)
+			faults++;
 		off += step;
-		faults++;
 	}
 	return faults;
 }
 
 /*
+ * Page-table memory that a mapping of [@addr, @addr + @len) entered with
+ * huge entries may add: the tables above it but the top one (PMD, and PUD
+ * with 4 levels), which may not exist yet.  PTE tables would add at least
+ * one page per PMD block.
+ */
+static long upper_tables_kib(uintptr_t addr, size_t len, size_t page)
+{
+	size_t span = pmd_table_span(page), tables = 0;
+	unsigned int level;
+
+	for (level = 2; level < page_table_levels(page); level++) {
+		tables += blocks_overlapped(addr, len, span);
+		span *= page / 8;
+	}
+	return tables * (page / 1024);
+}
+
+/*
+ * Read the byte every @stride bytes of @len at @p and count the faults.
+ * Reads, not writes: a write to a small PFN-map entry may take a second
+ * fault to make it writable (arm64 without hardware dirty-bit management),
+ * which says nothing about the entry size.
+ */
+static long read_faults(const __u8 *p, size_t len, size_t stride)
+{
+	long faults = nvg_minor_faults();
+	size_t off;
+
+	for (off = 0; off < len; off += stride)
+		__atomic_load_n(p + off, __ATOMIC_RELAXED);
+	return nvg_minor_faults() - faults;
+}
+
+/*
+ * The slack of a fault count: the loop and getrusage() may fault a page
+ * of their own (stack, libc data).  A fall back to the next smaller entry
+ * size at least doubles the count of the tests below, which touch twice
+ * per PMD block.
+ */
+#define FAULT_SLACK	2
+
+/*
+ * usemem at a user address aligned like its physical address is mapped
+ * with PMD (and on x86_64 PUD) entries: read twice per PMD block, it takes
+ * one fault per PUD or PMD block and adds no page of PTEs.
+ */
+TEST_F(gpu, mmap_huge)
+{
+	size_t len = variant->len[USE], stride = pmd_size(self->page) / 2;
+	long faults, pte, want;
+	size_t off;
+	__u8 *p;
+
+	p = map_aligned(self->fd, USE, len, huge_align(self->page), false,
+			self->page);
+	ASSERT_NE(MAP_FAILED, p);
+	want = expected_faults(variant->base, len, self->page, stride);
+	pte = nvg_vm_pte_kib();
+	faults = read_faults(p, len, stride);
+	pte = nvg_vm_pte_kib() - pte;
+	TH_LOG("%zu MiB: %ld faults, %ld expected, VmPTE +%ld KiB", len >> 20,
+	       faults, want, pte);
+	EXPECT_LE(want, faults);
+	EXPECT_GE(want + FAULT_SLACK, faults);
+	/* PTE tables would add len / PMD size pages */
+	EXPECT_LE(0, pte);
+	EXPECT_GE(upper_tables_kib((uintptr_t)p, len, self->page), pte);
+
+	for (off = 0; off < len; off += stride)
+		p[off] = (__u8)(off / stride);
+	for (off = 0; off < len; off += stride)
+		ASSERT_EQ((__u8)(off / stride), p[off]);
+	munmap(p, len);
+}
+
+/*
  * resmem is not a whole number of huge pages on every device: it gets huge
  * entries where they fit and small ones at the tail, all of them working.
- * Faults are counted on reads: a write to a small PFN-map entry may take a
- * second fault to make it writable (arm64 without hardware dirty-bit
- * management), which says nothing about the entry size.
  */
 TEST_F(gpu, mmap_huge_then_small_tail)
 {
 	size_t len = variant->len[RES] & ~(self->page - 1), off;
 	__u64 phys = variant->base + variant->len[USE];
-	long faults, want = expected_faults(phys, len, self->page);
+	long faults, want;
 	__u8 *p;
 
-	p = map_aligned(self->fd, RES, len, 1UL << 30, false, self->page);
+	/* Every page: the tail's pages fault one by one */
+	want = expected_faults(phys, len, self->page, self->page);
+	p = map_aligned(self->fd, RES, len, huge_align(self->page), false,
+			self->page);
 	ASSERT_NE(MAP_FAILED, p);
-	faults = nvg_minor_faults();
-	for (off = 0; off < len; off += self->page)
-		__atomic_load_n(p + off, __ATOMIC_RELAXED);
-	faults = nvg_minor_faults() - faults;
+	faults = read_faults(p, len, self->page);
 	TH_LOG("%zu MiB: %ld faults, %ld expected", len >> 20, faults, want);
-	EXPECT_GE(faults, want);
-	EXPECT_LE(faults, want + 2);
+	EXPECT_LE(want, faults);
+	EXPECT_GE(want + FAULT_SLACK, faults);
 	for (off = 0; off < len; off += self->page)
-		p[off] = (__u8)(off >> 12);
+		p[off] = (__u8)(off / self->page);
 	for (off = 0; off < len; off += self->page)
-		ASSERT_EQ((__u8)(off >> 12), p[off]);
+		ASSERT_EQ((__u8)(off / self->page), p[off]);
 	munmap(p, len);
 }
 
@@ -952,32 +1175,44 @@ TEST_F(gpu, no_escape_at_boundaries)
 	}
 }
 
-/* A user address not aligned for huge pages gets small pages, not an error */
+/*
+ * A user address not aligned for huge pages gets small pages, not an
+ * error: one PTE table per PMD block that the mapping overlaps, each of
+ * them new (the mapping lies in an area reserved for it).
+ */
 TEST_F(gpu, mmap_unaligned_address)
 {
-	size_t len = 8UL << 20, off;
-	long pte;
+	size_t pmd = pmd_size(self->page), len, off;
+	long pte, want;
 	__u8 *p;
 
-	p = map_aligned(self->fd, USE, len, 2UL << 20, true, self->page);
+	len = 4 * pmd < variant->len[USE] ? 4 * pmd :
+	      round_down_to(variant->len[USE], pmd);
+	p = map_aligned(self->fd, USE, len, pmd, true, self->page);
 	ASSERT_NE(MAP_FAILED, p);
 	pte = nvg_vm_pte_kib();
 	for (off = 0; off < len; off += self->page)
-		p[off] = (__u8)(off >> 12);
+		p[off] = (__u8)(off / self->page);
 	for (off = 0; off < len; off += self->page)
-		ASSERT_EQ((__u8)(off >> 12), p[off]);
-	/* Small pages need PTE pages */
-	EXPECT_GE(nvg_vm_pte_kib() - pte, 4);
+		ASSERT_EQ((__u8)(off / self->page), p[off]);
+	pte = nvg_vm_pte_kib() - pte;
+	want = blocks_overlapped((uintptr_t)p, len, pmd) * (self->page / 1024);
+	TH_LOG("%zu MiB one page off: VmPTE +%ld KiB, %ld KiB of PTE tables",
+	       len >> 20, pte, want);
+	EXPECT_LE(want, pte);
+	EXPECT_GE(want + upper_tables_kib((uintptr_t)p, len, self->page), pte);
 	munmap(p, len);
 }
 
 /*
  * The page-table entry of a user address, as the nvgrace_pte_probe test
- * module reads it: "pfn=0x... type=..."; false when it cannot be read.
+ * module reads it: "pfn=0x... type=... uncached=0|1"; false when it cannot
+ * be read.
  */
-static bool probe_pte(void *addr, unsigned long *pfn, char *type, size_t len)
+static bool probe_pte(void *addr, unsigned long *pfn, char *type, size_t len,
+		      int *uncached)
 {
-	char buf[64], fmt[32];
+	char buf[96], fmt[48];
 	bool ok = false;
 	int fd;
 
@@ -990,15 +1225,20 @@ static bool probe_pte(void *addr, unsigned long *pfn, char *type, size_t len)
 
 		if (n > 0) {
 			buf[n] = '\0';
-			snprintf(fmt, sizeof(fmt), "pfn=%%lx type=%%%zus", len - 1);
-			ok = sscanf(buf, fmt, pfn, type) == 2;
+			snprintf(fmt, sizeof(fmt),
+				 "pfn=%%lx type=%%%zus uncached=%%d", len - 1);
+			ok = sscanf(buf, fmt, pfn, type, uncached) == 3;
 		}
 	}
 	close(fd);
 	return ok;
 }
 
-/* The memory type and the PFN of each mapping, from its page-table entry */
+/*
+ * The memory type and the PFN of each mapping, from its page-table entry,
+ * and VM_ALLOW_ANY_UNCACHED, which lets KVM/arm64 map resmem Normal-NC in
+ * a guest, on resmem only
+ */
 TEST_F(gpu, mmap_page_type)
 {
 #if defined(__x86_64__)
@@ -1013,6 +1253,7 @@ TEST_F(gpu, mmap_page_type)
 		__u64 phys = variant->base + (index == RES ? variant->len[USE] : 0);
 		size_t len = 4 * self->page;
 		unsigned long pfn;
+		int any_uncached;
 		char type[16];
 		__u8 *p;
 
@@ -1020,9 +1261,10 @@ TEST_F(gpu, mmap_page_type)
 		ASSERT_NE(MAP_FAILED, p);
 		p[2 * self->page] = 1;
 		ASSERT_TRUE(probe_pte(p + 2 * self->page, &pfn, type,
-				      sizeof(type)));
+				      sizeof(type), &any_uncached));
 		EXPECT_EQ((phys + 2 * self->page) / self->page, pfn);
 		EXPECT_STREQ(index == RES ? uncached : cached, type);
+		EXPECT_EQ(index == RES, any_uncached);
 		munmap(p, len);
 	}
 }
@@ -1049,6 +1291,35 @@ TEST_F(gpu, mmap_memory_type)
 	EXPECT_STREQ("write-combining", type);
 	munmap(use, self->page);
 	munmap(res, self->page);
+}
+
+/*
+ * The PAT records of the GPU memory live from the first use of a region
+ * to the close of the device: none before, none after (another user of the
+ * range could not get its own memory type otherwise).
+ */
+TEST_F(gpu, pat_record_released_at_close)
+{
+	__u64 res = variant->base + variant->len[USE];
+	const char *type;
+	__u8 buf[8];
+
+	EXPECT_EQ(NULL, nvg_pat_type(variant->base));
+	EXPECT_EQ(NULL, nvg_pat_type(res));
+	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(RES)));
+	type = nvg_pat_type(variant->base);
+	ASSERT_NE(NULL, type);
+	EXPECT_STREQ("write-back", type);
+	type = nvg_pat_type(res);
+	ASSERT_NE(NULL, type);
+	EXPECT_STREQ("write-combining", type);
+
+	nvg_close(&self->dev);
+	EXPECT_EQ(NULL, nvg_pat_type(variant->base));
+	EXPECT_EQ(NULL, nvg_pat_type(res));
+	ASSERT_EQ(0, reopen(&self->dev, variant->bdf, variant->cdev));
+	self->fd = self->dev.device_fd;
 }
 #endif
 
@@ -1242,12 +1513,45 @@ TEST_F(plain, ioeventfd_allowed)
 
 /* ---- A GPU with the NVIDIA DVSEC (tests/dvsec): Blackwell or not ---- */
 
+/*
+ * Load tests/dvsec for @bdf with the DVSEC's capability register @caps
+ * (and FLR when @flr), bind @bdf and open it; the driver reads the DVSEC
+ * at probe
+ */
+static int dvsec_open(const char *bdf, unsigned int caps, bool flr,
+		      bool cdev, struct nvg_dev *dev)
+{
+	char cmd[160];
+
+	if (nvg_unbind(bdf))
+		return -1;
+	/* Left loaded when an earlier setup failed: no teardown ran then */
+	system("rmmod nvgrace_dvsec 2>/dev/null");
+	snprintf(cmd, sizeof(cmd),
+		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=%#x flr=%d", bdf,
+		 caps, flr);
+	if (system(cmd) || nvg_bind(bdf, NVG_DRIVER))
+		return -1;
+	return cdev ? nvg_open_cdev(bdf, dev) : nvg_open_group(bdf, dev);
+}
+
+/* Leave the function unbound and without the DVSEC, as it was */
+static void dvsec_close(struct __test_metadata *_metadata, const char *bdf,
+			struct nvg_dev *dev)
+{
+	nvg_close(dev);
+	EXPECT_EQ(0, nvg_unbind(bdf));
+	EXPECT_EQ(0, system("rmmod nvgrace_dvsec"));
+}
+
 FIXTURE(dvsec) {
 	struct nvg_dev dev;
 	int fd;
 };
 
 FIXTURE_VARIANT(dvsec) {
+	const char *bdf;
+	bool cdev;
 	unsigned int caps;	/* the DVSEC's capability register */
 	bool resmem;		/* the driver must carve out resmem */
 	__u64 use_len;		/* usemem length and BAR size */
@@ -1255,42 +1559,48 @@ FIXTURE_VARIANT(dvsec) {
 };
 
 /* Bit 0 set, MIG works with cached memory: all 2 GiB are usemem */
-FIXTURE_VARIANT_ADD(dvsec, mig_cached) {
-	.caps = 0x0001, .resmem = false,
+FIXTURE_VARIANT_ADD(dvsec, mig_cached_group) {
+	.bdf = GPU_PORT, .cdev = false, .caps = 0x0001, .resmem = false,
 	.use_len = 0x80000000, .use_bar = 0x80000000,
+};
+
+FIXTURE_VARIANT_ADD(dvsec, mig_cached_cdev) {
+	.bdf = GPU_PORT, .cdev = true, .caps = 0x0001, .resmem = false,
+	.use_len = 0x80000000, .use_bar = 0x80000000,
+};
+
+/*
+ * All of 2.5 GiB - 1 MiB is usemem, to the byte: a BAR of 4 GiB, whose
+ * last 1.5 GiB + 1 MiB are padding
+ */
+FIXTURE_VARIANT_ADD(dvsec, mig_cached_odd_group) {
+	.bdf = GPU_HOPPER, .cdev = false, .caps = 0x0001, .resmem = false,
+	.use_len = 0x9ff00000, .use_bar = 0x100000000,
+};
+
+FIXTURE_VARIANT_ADD(dvsec, mig_cached_odd_cdev) {
+	.bdf = GPU_HOPPER, .cdev = true, .caps = 0x0001, .resmem = false,
+	.use_len = 0x9ff00000, .use_bar = 0x100000000,
 };
 
 /* Every bit but bit 0: the defect is there, 1 GiB of it is resmem */
 FIXTURE_VARIANT_ADD(dvsec, mig_defect) {
-	.caps = 0xfffe, .resmem = true,
+	.bdf = GPU_PORT, .cdev = false, .caps = 0xfffe, .resmem = true,
 	.use_len = 0x40000000, .use_bar = 0x40000000,
 };
 
-/* The driver reads the DVSEC at probe: load the module, then bind */
 FIXTURE_SETUP(dvsec)
 {
-	char cmd[128];
-
-	ASSERT_EQ(0, nvg_unbind(GPU_PORT));
-	/* Left loaded when an earlier setup failed: no teardown ran then */
-	system("rmmod nvgrace_dvsec 2>/dev/null");
-	snprintf(cmd, sizeof(cmd),
-		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=%#x", GPU_PORT,
-		 variant->caps);
-	ASSERT_EQ(0, system(cmd));
-	ASSERT_EQ(0, nvg_bind(GPU_PORT, NVG_DRIVER));
-	ASSERT_EQ(0, nvg_open_group(GPU_PORT, &self->dev)) {
-		TH_LOG("opening %s: %s", GPU_PORT, strerror(errno));
+	ASSERT_EQ(0, dvsec_open(variant->bdf, variant->caps, false,
+				variant->cdev, &self->dev)) {
+		TH_LOG("opening %s: %s", variant->bdf, strerror(errno));
 	}
 	self->fd = self->dev.device_fd;
 }
 
-/* Leave the function unbound and without the DVSEC, as it was */
 FIXTURE_TEARDOWN(dvsec)
 {
-	nvg_close(&self->dev);
-	EXPECT_EQ(0, nvg_unbind(GPU_PORT));
-	EXPECT_EQ(0, system("rmmod nvgrace_dvsec"));
+	dvsec_close(_metadata, variant->bdf, &self->dev);
 }
 
 TEST_F(dvsec, region_layout)
@@ -1319,9 +1629,12 @@ TEST_F(dvsec, config_bars)
 {
 	__u64 ones = ~0ULL;
 	__u32 real, vbar;
+	char path[64];
 	FILE *f;
 
-	f = fopen("/sys/bus/pci/devices/" GPU_PORT "/config", "r");
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config",
+		 variant->bdf);
+	f = fopen(path, "r");
 	ASSERT_NE(NULL, f);
 	ASSERT_EQ(0, fseek(f, PCI_BASE_ADDRESS_2, SEEK_SET));
 	ASSERT_EQ(1, fread(&real, 4, 1, f));
@@ -1383,7 +1696,31 @@ TEST_F(dvsec, bar2)
 	close(efd);
 }
 
-/* usemem reaches the last byte of its length, by read() and by mmap() */
+/* usemem (regions 4 and 5) has no MMIO behind it, on either layout */
+TEST_F(dvsec, ioeventfd_refused_on_usemem)
+{
+	struct vfio_device_ioeventfd ioev = {
+		.argsz = sizeof(ioev),
+		.flags = VFIO_DEVICE_IOEVENTFD_32,
+		.data = 1,
+	};
+	unsigned int index;
+	int efd = eventfd(0, 0);
+
+	ASSERT_LE(0, efd);
+	ioev.fd = efd;
+	for (index = USE; index <= VFIO_PCI_BAR5_REGION_INDEX; index++) {
+		ioev.offset = nvg_region_offset(index);
+		EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev));
+		EXPECT_EQ(ENOTTY, errno);
+	}
+	close(efd);
+}
+
+/*
+ * usemem reaches the last byte of its length, by read() and by mmap();
+ * past it, up to the BAR end, reads are all-ones and writes dropped
+ */
 TEST_F(dvsec, usemem_to_the_end)
 {
 	__u64 marker = 0x626c61636b77656cULL, val = 0;
@@ -1399,10 +1736,109 @@ TEST_F(dvsec, usemem_to_the_end)
 	EXPECT_EQ(marker, p[variant->use_len / 8 - 1]);
 	munmap(p, variant->use_len);
 
-	/* The BAR ends with the memory: nothing past it */
+	if (variant->use_bar > variant->use_len) {
+		EXPECT_EQ(8, pwrite(self->fd, &marker, 8, last + 8));
+		EXPECT_EQ(8, pread(self->fd, &val, 8, last + 8));
+		EXPECT_EQ(~0ULL, val);
+		EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE) +
+				   variant->use_bar - 8));
+		EXPECT_EQ(~0ULL, val);
+	}
+	/* The BAR ends at its size: nothing past it */
 	EXPECT_EQ(-1, pread(self->fd, &val, 8,
 			    nvg_region_offset(USE) + variant->use_bar));
 	EXPECT_EQ(EINVAL, errno);
+}
+
+/* ---- An FLR through config space (tests/dvsec advertises FLR) ---- */
+
+FIXTURE(flr) {
+	struct nvg_dev dev;
+	int fd;
+};
+
+FIXTURE_VARIANT(flr) {
+	bool cdev;
+	bool flr;		/* the function advertises FLR */
+};
+
+FIXTURE_VARIANT_ADD(flr, group) { .cdev = false, .flr = true };
+FIXTURE_VARIANT_ADD(flr, cdev) { .cdev = true, .flr = true };
+/* The stand-in as it is: its PCI Express capability has no FLR */
+FIXTURE_VARIANT_ADD(flr, none) { .cdev = false, .flr = false };
+
+/* The Hopper layout (no MIG bit), behind the root port */
+FIXTURE_SETUP(flr)
+{
+	ASSERT_EQ(0, dvsec_open(GPU_PORT, 0, variant->flr, variant->cdev,
+				&self->dev)) {
+		TH_LOG("opening %s: %s", GPU_PORT, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+FIXTURE_TEARDOWN(flr)
+{
+	dvsec_close(_metadata, GPU_PORT, &self->dev);
+	nvg_set_ready(GPU_PORT, NVG_READY);
+}
+
+/* The offset of the PCI Express capability in the config space VFIO shows */
+static int find_pcie_cap(int fd)
+{
+	__u8 pos = 0, id = 0;
+	int hops;
+
+	if (nvg_cfg_read(fd, PCI_CAPABILITY_LIST, &pos, 1) != 1)
+		return 0;
+	for (hops = 0; pos && hops < 48; hops++) {
+		if (nvg_cfg_read(fd, pos + PCI_CAP_LIST_ID, &id, 1) != 1)
+			return 0;
+		if (id == PCI_CAP_ID_EXP)
+			return pos;
+		if (nvg_cfg_read(fd, pos + PCI_CAP_LIST_NEXT, &pos, 1) != 1)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * Initiate Function Level Reset, written to the Device Control register
+ * through config space: vfio-pci-core resets the function when it
+ * advertises FLR, which resets the emulated BARs and makes the GPU memory
+ * wait for the GPU; without FLR nothing happens.  The bit reads 0.
+ */
+TEST_F(flr, flr_resets_bars_and_waits)
+{
+	__u64 addr = 0x4000000000ULL, marker = 0x666c722121212121ULL;
+	int pos = find_pcie_cap(self->fd);
+	__u16 ctl, flr_ctl;
+	struct nvg_klog log;
+	__u32 cap;
+
+	ASSERT_NE(0, pos);
+	ASSERT_EQ(4, nvg_cfg_read(self->fd, pos + PCI_EXP_DEVCAP, &cap, 4));
+	EXPECT_EQ(variant->flr, !!(cap & PCI_EXP_DEVCAP_FLR));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x18, &addr, 8));
+	ASSERT_EQ(8, nvg_cfg_write(self->fd, 0x20, &addr, 8));
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	ASSERT_EQ(2, nvg_cfg_read(self->fd, pos + PCI_EXP_DEVCTL, &ctl, 2));
+	flr_ctl = ctl | PCI_EXP_DEVCTL_BCR_FLR;
+	ASSERT_EQ(2, nvg_cfg_write(self->fd, pos + PCI_EXP_DEVCTL, &flr_ctl, 2));
+	ASSERT_EQ(2, nvg_cfg_read(self->fd, pos + PCI_EXP_DEVCTL, &flr_ctl, 2));
+	EXPECT_EQ(0, flr_ctl & PCI_EXP_DEVCTL_BCR_FLR);
+	if (variant->flr) {
+		EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+		EXPECT_EQ(NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+	} else {
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x18));
+		EXPECT_EQ(addr | NVG_BAR_FLAGS, nvg_cfg_read64(self->fd, 0x20));
+	}
+	check_wait_after_reset(_metadata, self->fd, &log, marker, variant->flr);
+	nvg_klog_stop(&log);
 }
 
 /* ---- The test machine itself ---- */
@@ -1455,6 +1891,12 @@ FIXTURE_VARIANT_ADD(broken, base_only) {
 	.values = " but not nvidia,gpu-mem-size: -EINVAL",
 };
 
+FIXTURE_VARIANT_ADD(broken, size_only) {
+	.bdf = "0000:00:0e.0",
+	.cause = "firmware gives nvidia,gpu-mem-size",
+	.values = " but not nvidia,gpu-mem-base-pa: -EINVAL",
+};
+
 FIXTURE_VARIANT_ADD(broken, too_small) {
 	.bdf = "0000:00:0a.0",
 	.cause = "GPU memory is smaller than 1.5 GiB",
@@ -1473,6 +1915,13 @@ FIXTURE_VARIANT_ADD(broken, wraps) {
 	.values = " (base 0xffffffffc0000000, size 0x80000000): -EOVERFLOW",
 };
 
+/* A valid description, but a 4 KiB BAR0 (pci-testdev) */
+FIXTURE_VARIANT_ADD(broken, small_bar0) {
+	.bdf = "0000:00:0f.0",
+	.cause = "BAR0 has no room for the readiness registers",
+	.values = ": -ENODEV",
+};
+
 FIXTURE_SETUP(broken)
 {
 }
@@ -1481,16 +1930,70 @@ FIXTURE_TEARDOWN(broken)
 {
 }
 
+/*
+ * The probe fails, and the driver says why in exactly one error message;
+ * the driver core adds its own for errors other than -ENODEV.
+ */
 TEST_F(broken, probe_fails)
 {
-	char name[64], message[256];
+	char name[64], message[256], errors[64], core[96];
+	struct nvg_klog log;
 
+	ASSERT_EQ(0, nvg_klog_start(&log));
 	EXPECT_EQ(-1, nvg_bind(variant->bdf, NVG_DRIVER));
 	EXPECT_NE(0, nvg_bound_driver(variant->bdf, name, sizeof(name)));
-	snprintf(message, sizeof(message), "%s %s: %s%s", NVG_DRIVER,
+	snprintf(message, sizeof(message), "3;%s %s: %s%s\n", NVG_DRIVER,
 		 variant->bdf, variant->cause, variant->values);
-	EXPECT_TRUE(nvg_klog_contains(message)) {
+	snprintf(errors, sizeof(errors), "3;%s %s: ", NVG_DRIVER, variant->bdf);
+	snprintf(core, sizeof(core), "%sprobe with driver ", errors);
+	EXPECT_EQ(1, nvg_klog_count(&log, message)) {
 		TH_LOG("no kernel message \"%s\"", message);
+	}
+	EXPECT_EQ(1, nvg_klog_count(&log, errors) -
+		     nvg_klog_count(&log, core));
+	nvg_klog_stop(&log);
+}
+
+/*
+ * The driver's IDs match only through driver_override: the module's
+ * aliases are the vfio_pci: ones of PCI_DRIVER_OVERRIDE_DEVICE_VFIO, one
+ * per ID, and none is a pci: alias that would have udev load and bind it.
+ */
+TEST(ids_match_only_through_driver_override)
+{
+	static const char *const ids[] = { "2342", "2345", "2348", "2941",
+					   "31C2" };
+	char release[128], path[256], line[512], pattern[256], module[128];
+	unsigned int seen[ARRAY_SIZE(ids)] = { 0 }, i, aliases = 0;
+	FILE *f;
+
+	f = fopen("/proc/sys/kernel/osrelease", "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_NE(NULL, fgets(release, sizeof(release), f));
+	fclose(f);
+	release[strcspn(release, "\n")] = '\0';
+	snprintf(path, sizeof(path), "/lib/modules/%s/modules.alias", release);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "alias %255s %127s", pattern, module) != 2 ||
+		    strcmp(module, NVG_DRIVER))
+			continue;
+		aliases++;
+		EXPECT_EQ(0, strncmp(pattern, "vfio_pci:v000010DEd0000", 23)) {
+			TH_LOG("alias %s", pattern);
+		}
+		for (i = 0; i < ARRAY_SIZE(ids); i++)
+			seen[i] += !strncmp(pattern + 23, ids[i], 4);
+	}
+	fclose(f);
+	EXPECT_EQ(ARRAY_SIZE(ids), aliases);
+	for (i = 0; i < ARRAY_SIZE(ids); i++) {
+		const char *id = ids[i];
+
+		EXPECT_EQ(1, seen[i]) {
+			TH_LOG("device %s", id);
+		}
 	}
 }
 

@@ -132,6 +132,39 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 }
             })
         }
+        /* 00:0e.0: size only: probe fails with -EINVAL */
+        Device (GPU9)
+        {
+            Name (_ADR, 0x000E0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-size", 0x80000000 }
+                }
+            })
+        }
+        /*
+         * 00:0f.0: valid GPU memory, but the function (a pci-testdev) has
+         * a 4 KiB BAR0, too small for the readiness registers: probe
+         * fails with -ENODEV
+         */
+        Device (GPUA)
+        {
+            Name (_ADR, 0x000F0000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x200000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x80000000 }
+                }
+            })
+        }
         /*
          * 00:0d.0, a PCIe root port, and behind it 01:00.0: 2 GiB at
          * 11 GiB, whole memory blocks; the secondary bus reset of the port

@@ -30,6 +30,9 @@ for slot in 05 06 07 08 09 0a 0b 0c; do
 done
 STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
 	-device bochs-display,bus=rp0,addr=00.0)
+# Functions whose probe fails before BAR0 matters, and one whose BAR0 is
+# too small: pci-testdev has a 4 KiB one
+STANDINS+=(-device pci-testdev,addr=0e.0 -device pci-testdev,addr=0f.0)
 # The fuzzer's operation count and seed, when given (tests/run-fuzz.sh)
 FUZZ_ARGS=
 [ -n "${NVGRACE_FUZZ_OPS:-}" ] && FUZZ_ARGS+=" nvgrace.fuzz_ops=$NVGRACE_FUZZ_OPS"

@@ -710,23 +710,26 @@ nvgrace_mem_vma_region(struct vm_area_struct *vma)
 	return nvgrace_mem_region(vma->vm_private_data, nvgrace_vma_index(vma));
 }
 
+/*
+ * Insert the PFN block of @order at the fault address.  Huge PFN maps need
+ * transparent huge pages and the architecture's support for the size: an
+ * order the kernel cannot map falls back to a smaller one.
+ */
 static vm_fault_t nvgrace_mem_insert(struct vm_fault *vmf, unsigned long pfn,
 				     unsigned int order)
 {
-	bool write = vmf->flags & FAULT_FLAG_WRITE;
-
 	switch (order) {
 	case 0:
 		return vmf_insert_pfn(vmf->vma, vmf->address, pfn);
 #ifdef CONFIG_ARCH_SUPPORTS_PMD_PFNMAP
 	case PMD_ORDER:
 		return vmf_insert_pfn_pmd(vmf, __pfn_to_pfn_t(pfn, PFN_DEV),
-					  write);
+					  vmf->flags & FAULT_FLAG_WRITE);
 #endif
 #ifdef CONFIG_ARCH_SUPPORTS_PUD_PFNMAP
 	case PUD_ORDER:
 		return vmf_insert_pfn_pud(vmf, __pfn_to_pfn_t(pfn, PFN_DEV),
-					  write);
+					  vmf->flags & FAULT_FLAG_WRITE);
 #endif
 	default:
 		return VM_FAULT_FALLBACK;

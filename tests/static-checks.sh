@@ -5,8 +5,9 @@
 # checkpatch --strict on every source file, sparse and W=1 on the in-tree
 # build, kernel-doc, an out-of-tree build and a DKMS build and install
 # against Debian's 6.12 headers, a Sphinx build of the documentation, the
-# MAINTAINERS entry, and the patch for the kernel tree (tests/make-patch.sh)
-# applied to a pristine 6.12 tree and built there.
+# MAINTAINERS entry, the patch for the kernel tree (tests/make-patch.sh)
+# applied to a pristine 6.12 tree and built there, and the driver built
+# warning-free in the configurations of distributions and build robots.
 # Needs the tree that tests/build-kernel.sh prepared.
 
 set -uo pipefail
@@ -229,8 +230,83 @@ check_intree_patch() {
 		"$log"
 }
 
+# Configurations a distribution or a build robot builds the driver in:
+# "NAME ARCH CONFIG=VALUE...", on top of allnoconfig and
+# tests/config/matrix.config.  Together they take in THP off, KUnit off,
+# the driver built in and as a module, x86_64, and arm64 with 4 KiB and
+# with 64 KiB pages.
+NVG_MATRIX=(
+	"x86_64-thp-off x86_64 CONFIG_TRANSPARENT_HUGEPAGE=n
+	 CONFIG_NVGRACE_GPU_VFIO_PCI=m CONFIG_KUNIT=n"
+	"x86_64-builtin-kunit x86_64 CONFIG_TRANSPARENT_HUGEPAGE=y
+	 CONFIG_NVGRACE_GPU_VFIO_PCI=y CONFIG_KUNIT=y
+	 CONFIG_NVGRACE_GPU_VFIO_PCI_KUNIT_TEST=y"
+	"arm64-4k-kunit arm64 CONFIG_ARM64_4K_PAGES=y CONFIG_ARM64_VA_BITS_48=y
+	 CONFIG_TRANSPARENT_HUGEPAGE=y CONFIG_NVGRACE_GPU_VFIO_PCI=m
+	 CONFIG_KUNIT=y CONFIG_NVGRACE_GPU_VFIO_PCI_KUNIT_TEST=m"
+	"arm64-64k arm64 CONFIG_ARM64_64K_PAGES=y CONFIG_ARM64_VA_BITS_48=y
+	 CONFIG_TRANSPARENT_HUGEPAGE=y CONFIG_NVGRACE_GPU_VFIO_PCI=m
+	 CONFIG_KUNIT=n"
+	"arm64-64k-thp-off-builtin arm64 CONFIG_ARM64_64K_PAGES=y
+	 CONFIG_ARM64_VA_BITS_48=y CONFIG_TRANSPARENT_HUGEPAGE=n
+	 CONFIG_NVGRACE_GPU_VFIO_PCI=y CONFIG_KUNIT=n"
+)
+
+# Build the driver's directory in the configuration "$@" (an entry of
+# NVG_MATRIX) with W=1 and CONFIG_WERROR: any diagnostic, a line of the
+# entry that did not hold in the final configuration, or an object that
+# was not built fails the check.  The configured and prepared trees stay
+# in $NVG_CACHE/matrix, so that a later run rebuilds the driver only.
+check_matrix_entry() {
+	local name=$1 arch=$2 out=$NVG_CACHE/matrix/$1 log=$NVG_CACHE/matrix/$1.log
+	local drv=drivers/vfio/pci/nvgrace-gpu frag karch cross line o objs
+	local mk
+
+	shift 2
+	case "$arch" in
+	x86_64) karch=x86 cross= ;;
+	arm64) karch=arm64 cross=aarch64-linux-gnu- ;;
+	esac
+	mk=(make -C "$NVG_KSRC" O="$out" -j"$(nproc)" ARCH="$karch"
+	    CROSS_COMPILE="$cross" CC="ccache ${cross}gcc")
+	mkdir -p "$out"
+	frag=$out/fragment.config
+	{ cat "$NVG_REPO/tests/config/matrix.config"; printf '%s\n' "$@"; } >"$frag"
+	objs="main.o nvgrace_config.o nvgrace_mem.o"
+	{
+		if ! cmp -s "$frag" "$out/.nvgrace-fragment"; then
+			"${mk[@]}" KCONFIG_ALLCONFIG="$frag" allnoconfig >/dev/null
+			cp "$frag" "$out/.nvgrace-fragment"
+		fi
+		for line in "$@"; do
+			case "$line" in
+			*=n) ! grep -qE "^${line%=n}=[ym]" "$out/.config" ;;
+			*) grep -qx "$line" "$out/.config" ;;
+			esac || echo "$name: $line did not hold"
+		done
+		rm -rf "${out:?}/$drv"
+		"${mk[@]}" W=1 "$drv/" >"$log.raw" 2>&1 || echo "$name: build failed"
+		grep -E '(warning|error):' "$log.raw"
+		grep -q '^CONFIG_NVGRACE_GPU_VFIO_PCI_KUNIT_TEST=[ym]' "$out/.config" &&
+			objs+=" tests/nvgrace_kunit.o"
+		for o in $objs; do
+			[ -f "$out/$drv/$o" ] || echo "$name: no $drv/$o built"
+		done
+	} >"$log" 2>&1
+	report "driver builds at W=1 with CONFIG_WERROR: $name" "$log"
+}
+
+check_matrix() {
+	local entry
+
+	for entry in "${NVG_MATRIX[@]}"; do
+		# shellcheck disable=SC2086
+		check_matrix_entry $entry
+	done
+}
+
 echo "TAP version 13"
-echo "1..8"
+echo "1..$((8 + ${#NVG_MATRIX[@]}))"
 check_checkpatch
 check_sparse_w1
 check_kernel_doc
@@ -239,5 +315,6 @@ check_dkms
 check_docs
 check_maintainers
 check_intree_patch
+check_matrix
 echo "# static checks: $((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -24,6 +24,12 @@
 #define NVGRACE_MEMBLK_SIZE		SZ_512M
 #define NVGRACE_RESMEM_MIN_SIZE		SZ_1G
 
+/*
+ * The largest BAR a VFIO region can present: the region offset encoding
+ * gives each region index 2^VFIO_PCI_OFFSET_SHIFT bytes of the device file
+ */
+#define NVGRACE_BAR_MAX			BIT_ULL(VFIO_PCI_OFFSET_SHIFT)
+
 /* VFIO regions (and BARs) that present the GPU memory to user space */
 #define NVGRACE_RESMEM_INDEX		VFIO_PCI_BAR2_REGION_INDEX
 #define NVGRACE_USEMEM_INDEX		VFIO_PCI_BAR4_REGION_INDEX

@@ -87,7 +87,7 @@ EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_mig_defect);
  * Return: 0 on success; -ENODEV when @size is 0 (the chip-to-chip link is
  * down); -EINVAL when @base is not page aligned or @size is too small to
  * leave a memory block of usemem; -EOVERFLOW when the range does not fit
- * the address space or @size exceeds 2^63.
+ * the address space or the usemem BAR would exceed NVGRACE_BAR_MAX.
  */
 VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size, bool resmem,
 				       struct nvgrace_mem_layout *layout,
@@ -103,8 +103,7 @@ VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size, bool resmem,
 		*cause = "GPU memory base is not page aligned";
 		return -EINVAL;
 	}
-	/* Above 2^63 the BAR size would not be a 64-bit power of two */
-	if (size > BIT_ULL(63) || check_add_overflow(base, size, &end)) {
+	if (check_add_overflow(base, size, &end)) {
 		*cause = "GPU memory range overflows the address space";
 		return -EOVERFLOW;
 	}
@@ -116,6 +115,11 @@ VISIBLE_IF_KUNIT int nvgrace_mem_split(u64 base, u64 size, bool resmem,
 	if (resmem && size < NVGRACE_RESMEM_MIN_SIZE + NVGRACE_MEMBLK_SIZE) {
 		*cause = "GPU memory is smaller than 1.5 GiB";
 		return -EINVAL;
+	}
+	/* The usemem BAR, a power of two, must fit in its VFIO region */
+	if ((resmem ? size - NVGRACE_RESMEM_MIN_SIZE : size) > NVGRACE_BAR_MAX) {
+		*cause = "GPU memory needs a BAR larger than a VFIO region (1 TiB)";
+		return -EOVERFLOW;
 	}
 
 	memset(layout, 0, sizeof(*layout));

@@ -39,10 +39,30 @@
 
 /* ---- Devices with GPU memory ---- */
 
+#define THP_ENABLED	"/sys/kernel/mm/transparent_hugepage/enabled"
+
+/* The transparent_hugepage/enabled setting in force: "always", ... */
+static bool thp_setting(char *buf, size_t len)
+{
+	char line[128], *start, *end;
+	FILE *f = fopen(THP_ENABLED, "r");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fgets(line, sizeof(line), f) && (start = strchr(line, '[')) &&
+	     (end = strchr(start, ']'));
+	fclose(f);
+	if (ok)
+		snprintf(buf, len, "%.*s", (int)(end - start - 1), start + 1);
+	return ok;
+}
+
 FIXTURE(gpu) {
 	struct nvg_dev dev;
 	int fd;
 	size_t page;
+	char thp[16];	/* transparent_hugepage/enabled, as the test found it */
 };
 
 FIXTURE_VARIANT(gpu) {
@@ -108,6 +128,7 @@ FIXTURE_SETUP(gpu)
 	int ret;
 
 	self->page = sysconf(_SC_PAGESIZE);
+	ASSERT_TRUE(thp_setting(self->thp, sizeof(self->thp)));
 	ASSERT_EQ(0, nvg_bind(variant->bdf, NVG_DRIVER)) {
 		TH_LOG("binding %s: %s", variant->bdf, strerror(errno));
 	}
@@ -126,6 +147,7 @@ FIXTURE_TEARDOWN(gpu)
 	nvg_close(&self->dev);
 	/* A test that failed half-way may have left it not ready */
 	nvg_set_ready(variant->bdf, NVG_READY);
+	nvg_write_file(THP_ENABLED, self->thp);
 }
 
 static __u64 round_down_to(__u64 v, __u64 align)
@@ -999,21 +1021,21 @@ static long read_faults(const __u8 *p, size_t len, size_t stride)
 #define FAULT_SLACK	2
 
 /*
- * usemem at a user address aligned like its physical address is mapped
- * with PMD (and on x86_64 PUD) entries: read twice per PMD block, it takes
- * one fault per PUD or PMD block and adds no page of PTEs.
+ * Map @len bytes of usemem, at @phys, at a user address aligned like its
+ * physical address: with PMD (and on x86_64 PUD) entries, read twice per
+ * PMD block, it takes one fault per PUD or PMD block and adds no page of
+ * PTEs.
  */
-TEST_F(gpu, mmap_huge)
+static void check_mmap_huge(struct __test_metadata *_metadata, int fd,
+			    size_t page, __u64 phys, size_t len)
 {
-	size_t len = variant->len[USE], stride = pmd_size(self->page) / 2;
+	size_t stride = pmd_size(page) / 2, off;
 	long faults, pte, want;
-	size_t off;
 	__u8 *p;
 
-	p = map_aligned(self->fd, USE, len, huge_align(self->page), false,
-			self->page);
+	p = map_aligned(fd, USE, len, huge_align(page), false, page);
 	ASSERT_NE(MAP_FAILED, p);
-	want = expected_faults(variant->base, len, self->page, stride);
+	want = expected_faults(phys, len, page, stride);
 	pte = nvg_vm_pte_kib();
 	faults = read_faults(p, len, stride);
 	pte = nvg_vm_pte_kib() - pte;
@@ -1023,13 +1045,43 @@ TEST_F(gpu, mmap_huge)
 	EXPECT_GE(want + FAULT_SLACK, faults);
 	/* PTE tables would add len / PMD size pages */
 	EXPECT_LE(0, pte);
-	EXPECT_GE(upper_tables_kib((uintptr_t)p, len, self->page), pte);
+	EXPECT_GE(upper_tables_kib((uintptr_t)p, len, page), pte);
 
 	for (off = 0; off < len; off += stride)
 		p[off] = (__u8)(off / stride);
 	for (off = 0; off < len; off += stride)
 		ASSERT_EQ((__u8)(off / stride), p[off]);
 	munmap(p, len);
+}
+
+TEST_F(gpu, mmap_huge)
+{
+	check_mmap_huge(_metadata, self->fd, self->page, variant->base,
+			variant->len[USE]);
+}
+
+/*
+ * The transparent_hugepage/enabled setting is a policy for memory the
+ * kernel allocates: huge PFN maps do not depend on it (in this 6.12.y,
+ * vma_file_bypass_thp_tuneables() exempts PFN maps that have a huge_fault
+ * handler), with madvise and with never as with always.
+ */
+TEST_F(gpu, mmap_huge_whatever_thp_setting)
+{
+	static const char *const settings[] = { "madvise", "never" };
+	unsigned int i;
+
+	/* The fixture's teardown puts the setting back */
+	for (i = 0; i < ARRAY_SIZE(settings); i++) {
+		char now[16];
+
+		ASSERT_EQ(0, nvg_write_file(THP_ENABLED, settings[i]));
+		ASSERT_TRUE(thp_setting(now, sizeof(now)));
+		EXPECT_STREQ(settings[i], now);
+		TH_LOG("transparent_hugepage/enabled: %s", now);
+		check_mmap_huge(_metadata, self->fd, self->page, variant->base,
+				variant->len[USE]);
+	}
 }
 
 /*

@@ -1,10 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Build the test kernel for $NVG_ARCH (x86_64, or arm64 cross-compiled):
-# Debian's linux-source-6.12 with this repository overlaid as
-# drivers/vfio/pci/nvgrace-gpu/, configured from tests/config/$NVG_ARCH.config
-# on top of allnoconfig.  Source and objects are
+# Build the test kernel for $NVG_ARCH (x86_64, or arm64 cross-compiled,
+# with 64 KiB or 4 KiB pages): Debian's linux-source-6.12 with this
+# repository overlaid as drivers/vfio/pci/nvgrace-gpu/, configured from the
+# fragments of tests/config/ that lib.sh names for it, on top of
+# allnoconfig.  Source and objects are
 # kept under $NVGRACE_CACHE (default ~/.cache/nvgrace) and compiled through
 # ccache, so a run after a driver-only change rebuilds only the driver.
 #
@@ -16,7 +17,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-FRAGMENT=$NVG_REPO/tests/config/$NVG_ARCH.config
+# The fragments of the machine, one after the other
+FRAGMENT=$NVG_OUT/fragment.config
 
 unpack_source() {
 	local id
@@ -69,15 +71,18 @@ check_config() {
 }
 
 configure() {
-	local want
+	local want f
 
+	mkdir -p "$NVG_OUT"
+	for f in "${NVG_FRAGMENTS[@]}"; do
+		cat "$NVG_REPO/tests/config/$f"
+	done >"$FRAGMENT"
 	want=$(sha256sum "$FRAGMENT" | cut -d' ' -f1)
 	if [ -f "$NVG_OUT/.config" ] && [ -f "$NVG_OUT/.nvgrace-fragment" ] &&
 	   [ "$(cat "$NVG_OUT/.nvgrace-fragment")" = "$want" ]; then
 		return 0
 	fi
-	mkdir -p "$NVG_OUT"
-	nvg_log "configuring (allnoconfig + $FRAGMENT)"
+	nvg_log "configuring (allnoconfig + ${NVG_FRAGMENTS[*]})"
 	nvg_make KCONFIG_ALLCONFIG="$FRAGMENT" allnoconfig >/dev/null
 	check_config || nvg_die "kernel configuration is incomplete"
 	echo "$want" >"$NVG_OUT/.nvgrace-fragment"
@@ -96,7 +101,7 @@ main() {
 	local start=$SECONDS
 
 	nvg_apt_install "${NVG_PACKAGES[@]}"
-	[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
+	[ "$NVG_KARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
 	unpack_source
 	overlay_driver
 	configure

@@ -7,7 +7,9 @@ NVG_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # that a rebuild after a driver change only rebuilds the driver.
 NVG_CACHE=${NVGRACE_CACHE:-$HOME/.cache/nvgrace}
 NVG_KSRC=$NVG_CACHE/linux-6.12
-# The architecture of the test kernel and VM: x86_64 (default) or arm64
+# The machine of the test kernel and VM: x86_64 (default), arm64 (64 KiB
+# pages and 48-bit VA, the configuration of a Grace host) or arm64-4k (the
+# same with 4 KiB pages)
 NVG_ARCH=${NVG_ARCH:-x86_64}
 NVG_OUT=$NVG_CACHE/out-$NVG_ARCH
 case "$NVG_ARCH" in
@@ -15,14 +17,16 @@ x86_64)
 	NVG_KARCH=x86
 	NVG_CROSS=
 	NVG_IMAGE=arch/x86/boot/bzImage
+	NVG_FRAGMENTS=(x86_64.config)
 	;;
-arm64)
+arm64 | arm64-4k)
 	NVG_KARCH=arm64
 	NVG_CROSS=aarch64-linux-gnu-
 	NVG_IMAGE=arch/arm64/boot/Image
+	NVG_FRAGMENTS=(arm64.config "$NVG_ARCH-pages.config")
 	;;
 *)
-	echo "NVG_ARCH must be x86_64 or arm64, not '$NVG_ARCH'" >&2
+	echo "NVG_ARCH must be x86_64, arm64 or arm64-4k, not '$NVG_ARCH'" >&2
 	exit 1
 	;;
 esac

@@ -38,7 +38,7 @@ KBUILD
 
 main() {
 	nvg_apt_install "${NVG_PACKAGES[@]}"
-	[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
+	[ "$NVG_KARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
 	"$NVG_REPO/tests/build-kernel.sh"
 	build_upstream
 	export NVGRACE_QEMU_CPU=${NVGRACE_QEMU_CPU:-max,-erms,-fsrm}

@@ -22,7 +22,7 @@ export NVGRACE_FUZZ_OPS=${1:-20000000}
 export NVGRACE_VM_TIMEOUT=$((1500 + NVGRACE_FUZZ_OPS / 2800))
 
 nvg_apt_install "${NVG_PACKAGES[@]}"
-[ "$NVG_ARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
+[ "$NVG_KARCH" = arm64 ] && nvg_apt_install "${NVG_PACKAGES_ARM64[@]}"
 "$NVG_REPO/tests/build-kernel.sh"
 "$NVG_REPO/tests/vm/run-vm.sh" fuzz
 log=$NVG_OUT/vm/fuzz.log

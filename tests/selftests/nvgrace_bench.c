@@ -24,7 +24,6 @@
 
 #include "nvgrace_vfio.h"
 
-#define SZ_4K		0x1000ULL
 #define SZ_1G		0x40000000ULL
 
 /*
@@ -40,7 +39,8 @@
 /* Repetitions of an mmap() timing; the median is kept */
 #define MMAP_REPEAT	5
 
-static const size_t req_sizes[] = { 4096, 65536, 1 << 20, 16 << 20 };
+/* pread()/pwrite() request sizes, 4 KiB to 16 MiB, whatever the page size */
+static const size_t req_sizes[] = { 4096, 65536, 1 << 20, 16 << 20 };	/* bytes */
 
 static const struct {
 	unsigned int index;
@@ -133,10 +133,10 @@ static double mmap_latency(int fd, unsigned int index, size_t len)
 /* One write per page of the mapping; returns the time taken */
 static double touch_pages(struct mapping *m)
 {
+	size_t page = sysconf(_SC_PAGESIZE), off;
 	double start = nvg_now();
-	size_t off;
 
-	for (off = 0; off < m->len; off += SZ_4K)
+	for (off = 0; off < m->len; off += page)
 		__atomic_store_n((__u64 *)(m->addr + off), off,
 				 __ATOMIC_RELAXED);
 	return nvg_now() - start;
@@ -150,7 +150,8 @@ static void measure_mapping(int fd, const char *name, unsigned int index,
 	double t;
 
 	printf("%s.length %zu\n", name, len);
-	printf("%s.mmap_4k_us %.1f\n", name, mmap_latency(fd, index, SZ_4K));
+	printf("%s.mmap_page_us %.1f\n", name,
+	       mmap_latency(fd, index, sysconf(_SC_PAGESIZE)));
 	printf("%s.mmap_us %.1f\n", name, mmap_latency(fd, index, len));
 
 	pte_before = nvg_vm_pte_kib();
@@ -255,7 +256,7 @@ static double memcpy_bandwidth(__u8 *src, __u8 *dst, size_t req)
  */
 static __u8 *anon_buffer(size_t len)
 {
-	size_t skew = BUF_SKEW_PAGES * SZ_4K;
+	size_t skew = BUF_SKEW_PAGES * sysconf(_SC_PAGESIZE);
 	__u8 *p = mmap(NULL, len + skew, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -394,7 +395,7 @@ static int table(const char *ref_path, const char *ours_path)
 	for (i = 0; i < ARRAY_SIZE(regions); i++) {
 		const char *name = regions[i].name;
 		static const char *const figures[][2] = {
-			{ "mmap_4k_us", "mmap 4 KiB (us)" },
+			{ "mmap_page_us", "mmap 1 page (us)" },
 			{ "mmap_us", "mmap whole (us)" },
 			{ "touch_ms", "first touch (ms)" },
 			{ "touch_faults", "first touch faults" },

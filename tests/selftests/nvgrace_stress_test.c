@@ -39,6 +39,7 @@
 #define GPU_PLAIN	"0000:00:06.0"	/* no GPU memory: plain vfio-pci */
 #define RES		VFIO_PCI_BAR2_REGION_INDEX
 #define USE		VFIO_PCI_BAR4_REGION_INDEX
+#define SZ_4K		0x1000UL	/* a size of its own, not the page size */
 #define SZ_1M		0x100000UL
 
 /* The GPU at 00:05.0: real length and BAR size, by region index */
@@ -1081,6 +1082,9 @@ TEST_F_TIMEOUT(gpu, concurrency, 300)
 /* ---- The fuzzer ---- */
 
 #define FUZZ_BUF	(8 * 1024)
+#define FUZZ_BUF_ADDR	0x100000000UL	/* 4 GiB */
+/* A fuzzed feature ioctl may leave the device in low power: leave it */
+#define LOW_POWER_EXIT_OPS	4096	/* operations, not bytes */
 
 struct fuzz {
 	int fd;
@@ -1107,13 +1111,19 @@ static int guarded_touch(__u8 *p)
 	return sig;
 }
 
-/* A file offset inside a region, or near one of its edges */
+/*
+ * A file offset inside a region, or near one of its edges: bytes, pages
+ * and 4 KiB, which is a page on x86_64 and not on a 64 KiB kernel
+ */
 static __u64 fuzz_offset(struct fuzz *f, unsigned int index)
 {
 	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
 	__u64 bar = index < ARRAY_SIZE(bar_size) ? bar_size[index] : 0;
+	__u64 page = page_size();
 	const __u64 edges[] = {
-		0, 1, 7, 4095, 4096, len - 8, len - 1, len, len + 1, len + 4096,
+		0, 1, 7, page - 1, page, len - 8, len - 1, len, len + 1,
+		len + page,
+		SZ_4K - 1, SZ_4K, len + SZ_4K,	/* 4 KiB: a page on x86 only */
 		bar - 8, bar - 1, bar, bar + 1, 2 * bar, (1ULL << 39) + 3,
 		(1ULL << 40) - 1, rnd_below(&f->rng, bar ? bar : 1ULL << 32),
 		rnd_below(&f->rng, 1ULL << 40),
@@ -1124,8 +1134,11 @@ static __u64 fuzz_offset(struct fuzz *f, unsigned int index)
 
 static size_t fuzz_count(struct fuzz *f)
 {
+	/* Byte counts around 4 KiB and the buffer size */
 	const __u64 counts[] = {
-		0, 1, 2, 3, 4, 7, 8, 9, 16, 4095, 4096, 4097, FUZZ_BUF - 1,
+		0, 1, 2, 3, 4, 7, 8, 9, 16,
+		SZ_4K - 1, SZ_4K, SZ_4K + 1,	/* bytes, not pages */
+		FUZZ_BUF - 1,
 		FUZZ_BUF, FUZZ_BUF + 1, 1ULL << 31, 1ULL << 62, ~0ULL >> 1,
 		1ULL << 63, ~0ULL, 1 + rnd_below(&f->rng, FUZZ_BUF),
 	};
@@ -1235,12 +1248,15 @@ static void fuzz_rw(struct fuzz *f)
 		fuzz_fail(f, what, index, off, count, ret, err);
 }
 
+/* A mapping length: pages, huge sizes, and the mappable part and beyond */
 static size_t fuzz_length(struct fuzz *f, unsigned int index)
 {
 	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
+	__u64 page = page_size(), mappable = len & ~(page - 1);
 	const __u64 lens[] = {
-		4096, 8192, 2 * SZ_1M, 1UL << 30, len & ~4095ULL,
-		(len & ~4095ULL) + 4096, 4096 * (1 + rnd_below(&f->rng, 1024)),
+		page, 2 * page, 2 * SZ_1M, 1UL << 30, mappable, mappable + page,
+		page * (1 + rnd_below(&f->rng, 1024)),
+		SZ_4K,	/* less than a page on a 64 KiB kernel: mmap() rounds up */
 	};
 
 	return lens[rnd_below(&f->rng, ARRAY_SIZE(lens))];
@@ -1255,6 +1271,8 @@ static void fuzz_mmap(struct fuzz *f)
 	int flags = rnd_below(&f->rng, 4) ? MAP_SHARED : MAP_PRIVATE;
 	bool mem = index == RES || index == USE, ok;
 	const char *what = flags == MAP_SHARED ? "mmap shared" : "mmap private";
+	/* mmap() maps whole pages */
+	size_t page = page_size(), span = (len + page - 1) & ~(page - 1);
 	__u8 *p;
 
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, f->fd,
@@ -1265,8 +1283,8 @@ static void fuzz_mmap(struct fuzz *f)
 		return;
 	}
 	f->checked++;
-	ok = flags == MAP_SHARED && !(off & 4095) &&
-	     off + len <= (mem_len[index] & ~4095ULL);
+	ok = flags == MAP_SHARED && !(off & (page - 1)) &&
+	     off + span <= (mem_len[index] & ~(page - 1));
 	if (p == MAP_FAILED) {
 		/*
 		 * The driver refuses with EINVAL; mmap() itself with
@@ -1282,7 +1300,7 @@ static void fuzz_mmap(struct fuzz *f)
 		fuzz_fail(f, what, index, off, len, 0, 0);
 	/* Touching fails only in low power, with SIGBUS */
 	if (guarded_touch(p) == SIGSEGV ||
-	    guarded_touch(p + len - 4096) == SIGSEGV)
+	    guarded_touch(p + span - page) == SIGSEGV)
 		fuzz_fail(f, "touch", index, off, len, 0, 0);
 	munmap(p, len);
 }
@@ -1353,6 +1371,7 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 	unsigned long ops = env_ulong("NVG_FUZZ_OPS", 1000000);
 	__u64 seed = env_ulong("NVG_FUZZ_SEED", 0);
 	struct sigaction sa = { .sa_handler = touch_fault };
+	size_t page = page_size(), buf_span = (FUZZ_BUF + page - 1) & ~(page - 1);
 	struct fuzz f = { .fd = self->fd };
 	double start = nvg_now();
 	unsigned int op;
@@ -1364,11 +1383,20 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 	f.rng = seed | 1;
 	TH_LOG("seed %llu (NVG_FUZZ_SEED=%llu replays it), %lu operations",
 	       (unsigned long long)seed, (unsigned long long)seed, ops);
-	area = mmap(NULL, FUZZ_BUF + 4096, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, area);
-	ASSERT_EQ(0, mprotect(area + FUZZ_BUF, 4096, PROT_NONE));
-	f.buf = area;
+	/*
+	 * The buffer ends where a PROT_NONE page begins.  It sits at
+	 * FUZZ_BUF_ADDR, low in the address space, where mmap() would not
+	 * put it: the largest count below 2^62 (2^31) then ends below the
+	 * end of the user address space, and access_ok() refuses only the
+	 * counts from 2^62 up (see fuzz_rw()).  Near the top, a count of
+	 * 2^31 failed with EFAULT before the driver saw it.
+	 */
+	area = mmap((void *)FUZZ_BUF_ADDR, buf_span + page,
+		    PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ASSERT_EQ((void *)FUZZ_BUF_ADDR, area);
+	ASSERT_EQ(0, mprotect(area + buf_span, page, PROT_NONE));
+	f.buf = area + buf_span - FUZZ_BUF;
 	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
 	ASSERT_EQ(0, sigaction(SIGSEGV, &sa, NULL));
 
@@ -1382,7 +1410,7 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 			fuzz_ioctl(&f);
 		else
 			fuzz_mmap(&f);
-		if (f.ops % 4096 == 4095)
+		if (f.ops % LOW_POWER_EXIT_OPS == LOW_POWER_EXIT_OPS - 1)
 			leave_low_power(self->fd);
 	}
 	signal(SIGBUS, SIG_DFL);
@@ -1396,7 +1424,7 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(self->fd, 0x18),
 				       bar_size[RES]));
 	EXPECT_EQ(8, pread(self->fd, f.buf, 8, nvg_region_offset(USE)));
-	munmap(area, FUZZ_BUF + 4096);
+	munmap(area, buf_span + page);
 }
 
 TEST_HARNESS_MAIN

@@ -53,6 +53,33 @@ int nvg_bound_driver(const char *bdf, char *name, size_t len)
 	return link_name(bdf, "driver", name, len);
 }
 
+/* The physical address where BAR @bar of @bdf starts, from sysfs */
+int nvg_bar_start(const char *bdf, unsigned int bar, __u64 *start)
+{
+	unsigned long long first, last, flags;
+	char path[PATH_MAX];
+	unsigned int i;
+	int ret = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	for (i = 0; i <= bar; i++) {
+		if (fscanf(f, "%llx %llx %llx", &first, &last, &flags) != 3)
+			break;
+		if (i == bar && first) {
+			*start = first;
+			ret = 0;
+		}
+	}
+	fclose(f);
+	if (ret)
+		errno = ENOENT;
+	return ret;
+}
+
 /* Unbind @bdf from its driver, if it has one */
 int nvg_unbind(const char *bdf)
 {

@@ -63,6 +63,7 @@ int nvg_bind(const char *bdf, const char *driver);
 int nvg_set_ready(const char *bdf, __u32 val);
 int nvg_set_ready_regs(const char *bdf, __u32 link, __u32 hbm);
 int nvg_bound_driver(const char *bdf, char *name, size_t len);
+int nvg_bar_start(const char *bdf, unsigned int bar, __u64 *start);
 int nvg_open_group(const char *bdf, struct nvg_dev *dev);
 int nvg_open_cdev(const char *bdf, struct nvg_dev *dev);
 void nvg_close(struct nvg_dev *dev);

@@ -27,6 +27,7 @@
 #define GPU_PLAIN	"0000:00:06.0"
 #define GPU_ODD		"0000:00:09.0"
 #define GPU_PORT	"0000:01:00.0"
+#define GPU_TAIL	"0000:00:10.0"
 
 #if defined(__x86_64__)
 #define HAVE_PUD_PFNMAP	1
@@ -36,6 +37,12 @@
 
 #define RES	VFIO_PCI_BAR2_REGION_INDEX
 #define USE	VFIO_PCI_BAR4_REGION_INDEX
+/* Bytes written each side of a boundary */
+#define ACROSS	32
+/* A region index past the last region of any device */
+#define NO_REGION	(VFIO_PCI_NUM_REGIONS + 1000)
+/* The stand-ins' own BAR2, bochs-display's MMIO: under a 64 KiB page */
+#define STANDIN_BAR2_SIZE	0x1000	/* 4 KiB whatever the page size */
 
 /* ---- Devices with GPU memory ---- */
 
@@ -121,6 +128,24 @@ FIXTURE_VARIANT_ADD(gpu, port_cdev) {
 	.base = 0x2c0000000,
 	.len = { [USE] = 0x40000000, [RES] = 0x40000000 },
 	.bar = { [USE] = 0x40000000, [RES] = 0x40000000 },
+};
+
+/*
+ * 1.5 GiB + 60.5 KiB at 14 GiB: resmem is not a whole number of pages
+ * (a 512 B tail with 4 KiB pages, 60.5 KiB with 64 KiB pages)
+ */
+FIXTURE_VARIANT_ADD(gpu, tail_group) {
+	.bdf = GPU_TAIL, .cdev = false, .has_reset = true,
+	.base = 0x380000000,
+	.len = { [USE] = 0x20000000, [RES] = 0x4000f200 },
+	.bar = { [USE] = 0x40000000, [RES] = 0x80000000 },
+};
+
+FIXTURE_VARIANT_ADD(gpu, tail_cdev) {
+	.bdf = GPU_TAIL, .cdev = true, .has_reset = true,
+	.base = 0x380000000,
+	.len = { [USE] = 0x20000000, [RES] = 0x4000f200 },
+	.bar = { [USE] = 0x40000000, [RES] = 0x80000000 },
 };
 
 FIXTURE_SETUP(gpu)
@@ -232,7 +257,7 @@ TEST_F(gpu, region_info_short_argsz)
 
 	/* An index past the last region */
 	info.argsz = sizeof(info);
-	info.index = 0x1000;
+	info.index = NO_REGION;
 	EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_GET_REGION_INFO, &info));
 	EXPECT_EQ(EINVAL, errno);
 }
@@ -603,7 +628,7 @@ TEST_F(gpu, rw_roundtrip)
 	ASSERT_NE(NULL, out);
 	for (i = 0; i < 2; i++) {
 		off_t base = nvg_region_offset(mem_regions[i]);
-		off_t pos = base + 4096 - 3;	/* unaligned on purpose */
+		off_t pos = base + self->page - 3;	/* unaligned on purpose */
 
 		fill(in, len, i + 1);
 		ASSERT_EQ((ssize_t)len, pwrite(self->fd, in, len, pos));
@@ -770,7 +795,7 @@ static void *map_region(int fd, int index, size_t len, off_t off, int flags)
  */
 TEST_F(gpu, rw_through_own_mapping)
 {
-	size_t len = (3 << 20) + 3 * 4096 + 11;
+	size_t len = (3 << 20) + 3 * self->page + 11;
 	size_t map_len = (len + 2 * self->page) & ~(self->page - 1);
 	__u8 *use, *res, *data = malloc(len);
 
@@ -853,7 +878,7 @@ TEST_F(gpu, mmap_bounds)
 	EXPECT_EQ(EOVERFLOW, errno);
 	/* An index past the last region */
 	p = mmap(NULL, self->page, PROT_READ, MAP_SHARED, self->fd,
-		 nvg_region_offset(0x1000));
+		 nvg_region_offset(NO_REGION));
 	EXPECT_EQ(MAP_FAILED, p);
 	EXPECT_EQ(EINVAL, errno);
 }
@@ -884,6 +909,60 @@ TEST_F(gpu, mmap_coherent_with_rw)
 				     nvg_region_offset(index) + off + 3));
 		EXPECT_EQ(0, memcmp(p + 3, data, 64));
 		EXPECT_EQ(0, munmap(p, len));
+	}
+}
+
+/*
+ * The bytes past the last whole page of a region (its tail, when the GPU
+ * memory is not a whole number of pages) are not mapped: mmap() refuses
+ * the page that holds them, or the page past the region.  pread() and
+ * pwrite() reach every byte up to the length, the tail included, and the
+ * bytes past it read all-ones; the last mapped page and the tail meet
+ * where they should.
+ */
+TEST_F(gpu, rw_tail_not_mapped)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		__u64 len = variant->len[index];
+		size_t mappable = round_down_to(len, self->page);
+		size_t tail = len - mappable, n = ACROSS + tail;
+		off_t base = nvg_region_offset(index);
+		__u8 *data = malloc(n), *back = malloc(n), *p;
+		__u8 ones[ACROSS];
+
+		ASSERT_NE(NULL, data);
+		ASSERT_NE(NULL, back);
+		TH_LOG("region %d: %zu bytes of tail", index, tail);
+		p = map_region(self->fd, index, self->page, mappable,
+			       MAP_SHARED);
+		EXPECT_EQ(MAP_FAILED, p);
+		EXPECT_EQ(EINVAL, errno);
+
+		/* The last ACROSS mapped bytes and the tail, in one write */
+		fill(data, n, 70 + i);
+		ASSERT_EQ((ssize_t)n, pwrite(self->fd, data, n,
+					     base + mappable - ACROSS));
+		ASSERT_EQ((ssize_t)n, pread(self->fd, back, n,
+					    base + mappable - ACROSS));
+		EXPECT_EQ(0, memcmp(data, back, n));
+		p = map_region(self->fd, index, self->page,
+			       mappable - self->page, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(0, memcmp(p + self->page - ACROSS, data, ACROSS));
+		munmap(p, self->page);
+
+		/* Past the length, up to the BAR size: all-ones */
+		if (variant->bar[index] > len) {
+			memset(ones, 0xff, sizeof(ones));
+			ASSERT_EQ(ACROSS, pread(self->fd, back, ACROSS,
+						base + len));
+			EXPECT_EQ(0, memcmp(back, ones, ACROSS));
+		}
+		free(data);
+		free(back);
 	}
 }
 
@@ -1113,20 +1192,20 @@ TEST_F(gpu, mmap_huge_then_small_tail)
 
 /*
  * The boundaries of a region where an access could slip out of the device
- * range: its real length, the page, 2 MiB and 1 GiB boundaries below it,
- * and its BAR size.  0 stands for one that does not exist.
+ * range: its real length, the page, PMD and 1 GiB (PUD on x86_64)
+ * boundaries below it, and its BAR size.  0 stands for one that does not
+ * exist.
  */
 static void region_boundaries(__u64 len, __u64 bar, size_t page, __u64 *b)
 {
 	b[0] = len;
 	b[1] = round_down_to(len - 1, page);
-	b[2] = round_down_to(len - 1, 2UL << 20);
+	b[2] = round_down_to(len - 1, pmd_size(page));
 	b[3] = round_down_to(len - 1, 1UL << 30);
 	b[4] = bar;
 }
 
 #define NR_BOUNDARIES	5
-#define ACROSS		32	/* bytes written each side of a boundary */
 
 /*
  * Write across every boundary of region @index, through pwrite() and
@@ -1167,9 +1246,14 @@ static void write_across_boundaries(struct __test_metadata *_metadata,
 			page);
 	ASSERT_NE(MAP_FAILED, p);
 	fill(mark, sizeof(mark), 80 + index);
-	/* The page, 2 MiB and 1 GiB boundaries, as seen through pread() */
+	/*
+	 * The page, PMD and 1 GiB boundaries, as seen through pread(), but
+	 * for the bytes past the mappable part (a tail of less than a page)
+	 */
 	for (j = 1; j < 4; j++) {
 		at = b[j] < ACROSS ? 0 : b[j] - ACROSS;
+		if (at + sizeof(mark) > mappable)
+			at = mappable - sizeof(mark);
 		memcpy(p + at, mark, sizeof(mark));
 		ASSERT_EQ(sizeof(buf),
 			  pread(fd, buf, sizeof(buf), base + at));
@@ -1483,6 +1567,40 @@ TEST_F(gpu, low_power_blocks_access)
 	munmap(p, self->page);
 }
 
+/*
+ * A real BAR smaller than a page (the stand-in's BAR2) can be mapped only
+ * when it starts on a page boundary: vfio-pci-core then reserves the rest
+ * of the page.  REGION_INFO says which, and mmap() of one page does as it
+ * says; a mapping reads the BAR's MMIO (offset 0x500 of bochs-display is
+ * its VBE DISPI ID register, 0xb0c0..0xb0c5).
+ */
+static void check_small_bar_mmap(struct __test_metadata *_metadata, int fd,
+				 const char *bdf, unsigned int index)
+{
+	size_t page = sysconf(_SC_PAGESIZE);
+	struct vfio_region_info info;
+	bool page_aligned;
+	__u64 start;
+	__u16 *p;
+
+	ASSERT_EQ(0, nvg_bar_start(bdf, index, &start));
+	page_aligned = start % page == 0;
+	TH_LOG("BAR%u at %#llx: %s", index, (unsigned long long)start,
+	       page_aligned ? "page aligned" : "not page aligned");
+	ASSERT_EQ(0, nvg_region_info(fd, index, &info));
+	EXPECT_EQ(page_aligned, !!(info.flags & VFIO_REGION_INFO_FLAG_MMAP));
+	p = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, nvg_region_offset(index));
+	if (!page_aligned) {
+		EXPECT_EQ(MAP_FAILED, p);
+		EXPECT_EQ(EINVAL, errno);
+		return;
+	}
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0xb0c0, __atomic_load_n(&p[0x500 / 2], __ATOMIC_RELAXED) &
+			  0xfff0);
+	munmap(p, page);
+}
+
 /* ---- The function without GPU memory: plain vfio-pci ---- */
 
 FIXTURE(plain) {
@@ -1515,16 +1633,15 @@ FIXTURE_TEARDOWN(plain)
 	nvg_close(&self->dev);
 }
 
-/* The stand-in (bochs-display) has a 4 KiB MMIO BAR2 and no BAR4 */
+/* The stand-in (bochs-display) has a small MMIO BAR2 and no BAR4 */
 TEST_F(plain, real_bars)
 {
 	struct vfio_region_info info;
 	__u32 vbar, real;
-	void *p;
 	FILE *f;
 
 	ASSERT_EQ(0, nvg_region_info(self->fd, RES, &info));
-	EXPECT_EQ(4096, info.size);
+	EXPECT_EQ(STANDIN_BAR2_SIZE, info.size);
 	EXPECT_FALSE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
 	ASSERT_EQ(0, nvg_region_info(self->fd, USE, &info));
 	EXPECT_EQ(0, info.size);
@@ -1539,10 +1656,7 @@ TEST_F(plain, real_bars)
 	EXPECT_EQ(real, vbar);
 	EXPECT_NE(NVG_BAR_FLAGS, vbar);
 
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, self->fd,
-		 nvg_region_offset(RES));
-	ASSERT_NE(MAP_FAILED, p);
-	munmap(p, 4096);
+	check_small_bar_mmap(_metadata, self->fd, GPU_PLAIN, RES);
 }
 
 TEST_F(plain, ioeventfd_allowed)
@@ -1671,8 +1785,8 @@ TEST_F(dvsec, region_layout)
 		EXPECT_EQ(0x40000000, info.size);
 		EXPECT_TRUE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
 	} else {
-		/* The stand-in's own BAR2: 4 KiB of MMIO */
-		EXPECT_EQ(4096, info.size);
+		/* The stand-in's own BAR2 */
+		EXPECT_EQ(STANDIN_BAR2_SIZE, info.size);
 		EXPECT_FALSE(info.flags & VFIO_REGION_INFO_FLAG_CAPS);
 	}
 }
@@ -1717,7 +1831,6 @@ TEST_F(dvsec, bar2)
 		.data = 1,
 	};
 	__u16 id = 0, wrote = 0x1234;
-	__u16 *p;
 	int efd;
 
 	if (variant->resmem) {
@@ -1727,11 +1840,7 @@ TEST_F(dvsec, bar2)
 	} else {
 		EXPECT_EQ(2, pread(self->fd, &id, 2, ioev.offset));
 		EXPECT_EQ(0xb0c0, id & 0xfff0);
-		p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, self->fd,
-			 nvg_region_offset(RES));
-		ASSERT_NE(MAP_FAILED, p);
-		EXPECT_EQ(id, __atomic_load_n(&p[0x500 / 2], __ATOMIC_RELAXED));
-		munmap(p, 4096);
+		check_small_bar_mmap(_metadata, self->fd, variant->bdf, RES);
 	}
 
 	efd = eventfd(0, 0);
@@ -1911,8 +2020,8 @@ TEST(device_memory_is_not_system_ram)
 		fields = sscanf(line, "%llx-%llx", &start, &end);
 		ASSERT_EQ(2, fields);
 		ram++;
-		/* All device variants and their guards lie in [4, 14) GiB */
-		EXPECT_TRUE(end < 0x100000000ULL || start >= 0x380000000ULL) {
+		/* All device variants and their guards lie in [4, 17) GiB */
+		EXPECT_TRUE(end < 0x100000000ULL || start >= 0x440000000ULL) {
 			TH_LOG("System RAM %s", line);
 		}
 	}

@@ -132,6 +132,26 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 }
             })
         }
+        /*
+         * 00:10.0: 1.5 GiB + 60.5 KiB at 14 GiB: resmem (1 GiB + 60.5 KiB)
+         * is not a whole number of pages, with a 512 B tail on 4 KiB
+         * pages and a 60.5 KiB one on 64 KiB pages
+         */
+        Device (GPUB)
+        {
+            Name (_ADR, 0x00100000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", 0x380000000 },
+                    Package () { "nvidia,gpu-mem-size", 0x6000F200 }
+                }
+            })
+        }
         /* 00:0e.0: size only: probe fails with -EINVAL */
         Device (GPU9)
         {

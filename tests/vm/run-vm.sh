@@ -10,7 +10,7 @@
 #
 # The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
 # q35 with an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.
-# 10 GiB at 4 GiB of its RAM is kept from the guest kernel: it holds the GPU
+# 13 GiB at 4 GiB of its RAM is kept from the guest kernel: it holds the GPU
 # memory of the devices, with unused RAM between the ranges for the guard
 # areas that tests/guard fills and checks.  The guest's
 # userland is an initramfs (busybox-static, the test programs, the modules):
@@ -25,7 +25,7 @@ TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
 # Stand-in functions at the slots that gh200.asl describes
 STANDINS=()
-for slot in 05 06 07 08 09 0a 0b 0c; do
+for slot in 05 06 07 08 09 0a 0b 0c 10; do
 	STANDINS+=(-device "bochs-display,addr=$slot.0")
 done
 STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
@@ -44,20 +44,20 @@ case "$NVG_ARCH" in
 x86_64)
 	# q35 with an Intel vIOMMU (which must come before the stand-ins);
 	# q35 puts 2 GiB of RAM below 4 GiB and the rest above, and memmap=
-	# keeps 4 GiB to 14 GiB of it from the kernel.
+	# keeps 4 GiB to 17 GiB of it from the kernel.
 	QEMU=qemu-system-x86_64
-	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 13G
+	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 16G
 		-nographic -no-reboot
 		-nic none -device intel-iommu "${STANDINS[@]}")
-	KERNEL_ARGS+=" console=ttyS0 memmap=10G\$4G intel_iommu=on"
+	KERNEL_ARGS+=" console=ttyS0 memmap=13G\$4G intel_iommu=on"
 	;;
-arm64)
+arm64 | arm64-4k)
 	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI;
 	# RAM starts at 1 GiB and mem=1G leaves the rest alone, bar the
-	# kernel and the initrd that UEFI places near the top (above 14 GiB).
+	# kernel and the initrd that UEFI places near the top (above 17 GiB).
 	QEMU=qemu-system-aarch64
 	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3
-		-cpu max,pauth-impdef=on -smp 2 -m 15G -nographic -no-reboot
+		-cpu max,pauth-impdef=on -smp 2 -m 18G -nographic -no-reboot
 		-nic none -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 		"${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyAMA0 acpi=force mem=1G"
@@ -113,7 +113,7 @@ add_qemu() {
 build_rootfs() {
 	local busybox=/bin/busybox
 
-	[ "$NVG_ARCH" = arm64 ] && busybox=$(nvg_arm64_busybox)
+	[ "$NVG_KARCH" = arm64 ] && busybox=$(nvg_arm64_busybox)
 	rm -rf "$VM/root"
 	mkdir -p "$VM/root"/{bin,dev,proc,sys,tmp,lib}
 	cp "$busybox" "$VM/root/bin/busybox"

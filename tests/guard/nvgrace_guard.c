@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Test-only helper for the nvgrace-gpu-vfio-pci tests: a canary pattern in
- * all the RAM that the test VM keeps from its kernel for the GPU memory,
- * except the GPU memory ranges themselves.  Nothing may write there: a
+ * all the memory that the test VM keeps from its kernel for the GPU memory
+ * (RAM, and sparse DIMMs that the kernel does not take as RAM), except the
+ * GPU memory ranges themselves.  Nothing may write there: a
  * driver that let user space reach outside [base, base + size) of a device,
  * through mmap() or read()/write(), up to the end of a BAR or past a huge
  * page, would change it.
  *
- * Load with the reserved RAM as start,end and the ranges as base,size pairs:
- *	insmod nvgrace_guard.ko reserved=0x100000000,0x380000000 \
+ * Load with the reserved areas as start,end pairs and the ranges as
+ * base,size pairs, each range inside a reserved area:
+ *	insmod nvgrace_guard.ko reserved=0x100000000,0x380000000,... \
  *		ranges=0x140000000,0x9ff00000,...
- * Loading fills the guard areas (the reserved RAM outside the ranges) with
+ * Loading fills the guard areas (the reserved memory outside the ranges) with
  * a pattern derived from the physical address.  Then, below
  * /sys/kernel/debug/nvgrace_guard/:
  *	check	read: "intact: ..." when no byte changed, else a line
@@ -32,14 +34,15 @@
 #include <linux/sort.h>
 #include <linux/uaccess.h>
 
-#define GUARD_MAX_RANGES	8
+#define GUARD_MAX_RANGES	16
+#define GUARD_MAX_RESERVED	8
 /* Guard areas are mapped and walked this much at a time */
 #define GUARD_CHUNK		SZ_2M
 
-static unsigned long reserved[2];
+static unsigned long reserved[2 * GUARD_MAX_RESERVED];
 static unsigned int nr_reserved_args;
 module_param_array(reserved, ulong, &nr_reserved_args, 0400);
-MODULE_PARM_DESC(reserved, "RAM kept from the kernel, as start,end");
+MODULE_PARM_DESC(reserved, "memory kept from the kernel, as start,end pairs");
 
 static unsigned long ranges[2 * GUARD_MAX_RANGES];
 static unsigned int nr_range_args;
@@ -58,7 +61,7 @@ struct guard_result {
 	u64 changed;	/* number of changed bytes */
 };
 
-static struct guard_area areas[GUARD_MAX_RANGES + 1];
+static struct guard_area areas[GUARD_MAX_RANGES + GUARD_MAX_RESERVED];
 static unsigned int nr_areas;
 static struct dentry *guard_dir;
 
@@ -177,31 +180,57 @@ static int guard_cmp_base(const void *a, const void *b)
 	return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
-/* The guard areas: the reserved RAM minus the ranges, which must lie in it */
+/* Sort start,end or base,size pairs by their first member */
+static void guard_sort_pairs(unsigned long *pairs, unsigned int nr)
+{
+	sort(pairs, nr, 2 * sizeof(pairs[0]), guard_cmp_base, NULL);
+}
+
+static bool guard_reserved_valid(unsigned int r)
+{
+	unsigned long start = reserved[2 * r], end = reserved[2 * r + 1];
+
+	return start < end && PAGE_ALIGNED(start) && PAGE_ALIGNED(end) &&
+	       (!r || start >= reserved[2 * r - 1]);
+}
+
+/*
+ * The guard areas: the reserved areas minus the ranges, each of which must
+ * lie in one of them
+ */
 static int guard_make_areas(void)
 {
-	unsigned int i, nr = nr_range_args / 2;
-	u64 at = reserved[0], end;
+	unsigned int nr_res = nr_reserved_args / 2, nr = nr_range_args / 2;
+	unsigned int r, i = 0;
+	u64 at, end;
 
-	if (nr_reserved_args != 2 || reserved[0] >= reserved[1] ||
-	    !PAGE_ALIGNED(reserved[0]) || !PAGE_ALIGNED(reserved[1]) ||
-	    !nr || nr_range_args % 2)
+	if (!nr_res || nr_reserved_args % 2 || !nr || nr_range_args % 2)
 		return -EINVAL;
-	sort(ranges, nr, 2 * sizeof(ranges[0]), guard_cmp_base, NULL);
-	for (i = 0; i < nr; i++) {
-		/* Whole words: the check compares 8 bytes at a time */
-		if (!ranges[2 * i + 1] || ranges[2 * i] < at ||
-		    !IS_ALIGNED(ranges[2 * i] | ranges[2 * i + 1], 8) ||
-		    check_add_overflow(ranges[2 * i], ranges[2 * i + 1], &end) ||
-		    end > reserved[1])
+	guard_sort_pairs(reserved, nr_res);
+	guard_sort_pairs(ranges, nr);
+	for (r = 0; r < nr_res; r++) {
+		if (!guard_reserved_valid(r))
 			return -EINVAL;
-		if (ranges[2 * i] > at)
-			areas[nr_areas++] = (struct guard_area){ at, ranges[2 * i] };
-		at = end;
+		at = reserved[2 * r];
+		for (; i < nr && ranges[2 * i] < reserved[2 * r + 1]; i++) {
+			/* Whole words: the check compares 8 bytes at a time */
+			if (!ranges[2 * i + 1] || ranges[2 * i] < at ||
+			    !IS_ALIGNED(ranges[2 * i] | ranges[2 * i + 1], 8) ||
+			    check_add_overflow(ranges[2 * i],
+					       ranges[2 * i + 1], &end) ||
+			    end > reserved[2 * r + 1])
+				return -EINVAL;
+			if (ranges[2 * i] > at)
+				areas[nr_areas++] = (struct guard_area){
+					at, ranges[2 * i] };
+			at = end;
+		}
+		if (at < reserved[2 * r + 1])
+			areas[nr_areas++] = (struct guard_area){
+				at, reserved[2 * r + 1] };
 	}
-	if (at < reserved[1])
-		areas[nr_areas++] = (struct guard_area){ at, reserved[1] };
-	return 0;
+	/* A range left over lies outside every reserved area */
+	return i == nr ? 0 : -EINVAL;
 }
 
 static int __init guard_init(void)

@@ -9,6 +9,14 @@
  *	print "key value" lines for the driver bound to BDF
  *   nvgrace_bench table REFERENCE OURS
  *	print the figures of two "measure" outputs and their ratios
+ *   nvgrace_bench scale BDF
+ *	print "key value" lines for a real-sized GPU, all of each region:
+ *	mmap(), a read per 2 MiB (time, faults, VmPTE), and the mapping for
+ *	peer-to-peer DMA that QEMU makes at VM start (VFIO_IOMMU_MAP_DMA
+ *	through the type1 container of up to 4 GiB, and its unmap; what
+ *	IOMMU_IOAS_MAP of iommufd answers)
+ *   nvgrace_bench scaletable REFERENCE OURS
+ *	the same for two "scale" outputs
  *
  * This is not a test: it asserts nothing about time.  Each figure is taken
  * the same way for both drivers, in the same boot, on the same device.
@@ -308,6 +316,99 @@ static int measure(const char *bdf)
 	return 0;
 }
 
+#define DMA_IOVA	0x1000000000ULL	/* 64 GiB */
+/* A real-sized GPU is touched once per 2 MiB, and read, not written */
+#define SCALE_STRIDE	(2ULL << 20)
+/*
+ * The type1 DMA map is timed over the first 4 GiB of a region: 6.12's
+ * type1 resolves a PFN map one page at a time, so the time grows with the
+ * size, and the whole of a 288 GiB GPU would take most of an hour under
+ * TCG and the debug kernel (about 5 s per GiB on x86_64)
+ */
+#define SCALE_DMA_MAX	(4 * SZ_1G)
+
+/*
+ * All of region @index of a real-sized GPU: mmap() it, touch it, and map
+ * it for DMA over @dev as QEMU does at VM start, each timed
+ */
+static void measure_scale_region(struct nvg_dev *dev, const char *name,
+				 unsigned int index, size_t len)
+{
+	size_t dma = len < SCALE_DMA_MAX ? len : SCALE_DMA_MAX, off;
+	long pte = nvg_vm_pte_kib(), faults;
+	struct mapping m;
+	double start, t;
+
+	map_region(dev->device_fd, index, len, &m);
+	printf("%s.gib %.3f\n", name, (double)len / SZ_1G);
+	printf("%s.mmap_ms %.1f\n", name, m.seconds * 1e3);
+	printf("%s.mmap_vmpte_kib %ld\n", name, nvg_vm_pte_kib() - pte);
+	faults = nvg_minor_faults();
+	start = nvg_now();
+	for (off = 0; off < len; off += SCALE_STRIDE)
+		__atomic_load_n(m.addr + off, __ATOMIC_RELAXED);
+	printf("%s.touch_ms %.1f\n", name, (nvg_now() - start) * 1e3);
+	printf("%s.touch_faults %ld\n", name, nvg_minor_faults() - faults);
+	printf("%s.vmpte_kib %ld\n", name, nvg_vm_pte_kib() - pte);
+	start = nvg_now();
+	if (nvg_dma_map(dev, m.addr, DMA_IOVA, dma))
+		die("VFIO_IOMMU_MAP_DMA");
+	t = nvg_now() - start;
+	printf("%s.type1_gib %.3f\n", name, (double)dma / SZ_1G);
+	printf("%s.type1_map_s %.3f\n", name, t);
+	printf("%s.type1_whole_s %.1f\n", name, t * len / dma);
+	start = nvg_now();
+	if (nvg_dma_unmap(dev, DMA_IOVA, dma) != (long long)dma)
+		die("VFIO_IOMMU_UNMAP_DMA");
+	printf("%s.type1_unmap_s %.3f\n", name, nvg_now() - start);
+	unmap_region(&m);
+}
+
+/* What IOMMU_IOAS_MAP of all of region @index answers: 0 or its errno */
+static void measure_iommufd_region(struct nvg_dev *dev, const char *name,
+				   unsigned int index, size_t len)
+{
+	struct mapping m;
+	int ret;
+
+	map_region(dev->device_fd, index, len, &m);
+	ret = nvg_dma_map(dev, m.addr, DMA_IOVA, len);
+	printf("%s.iommufd_map_errno %d\n", name, ret ? errno : 0);
+	if (!ret)
+		nvg_dma_unmap(dev, DMA_IOVA, len);
+	unmap_region(&m);
+}
+
+/* Run on x86_64 only: tests/vm/init says why */
+static int measure_scale(const char *bdf)
+{
+	struct nvg_dev dev;
+	__u64 offset, len[ARRAY_SIZE(regions)];
+	unsigned int i;
+	char drv[64];
+
+	if (nvg_bound_driver(bdf, drv, sizeof(drv)))
+		die(bdf);
+	printf("driver %s\n", drv);
+	if (nvg_open_group(bdf, &dev))
+		die("VFIO open");
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		if (!nvg_sparse_area(dev.device_fd, regions[i].index, &offset,
+				     &len[i]) || offset)
+			die("no mmap-able area at the start of the region");
+		measure_scale_region(&dev, regions[i].name, regions[i].index,
+				     len[i]);
+	}
+	nvg_close(&dev);
+	if (nvg_open_cdev(bdf, &dev))
+		die("VFIO open");
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		measure_iommufd_region(&dev, regions[i].name, regions[i].index,
+				       len[i]);
+	nvg_close(&dev);
+	return 0;
+}
+
 /* The figures of one "measure" output */
 struct run {
 	char driver[64];
@@ -447,6 +548,57 @@ static int table(const char *ref_path, const char *ours_path)
 	return 0;
 }
 
+/* A figure of the two "scale" outputs, when both have it */
+static void scale_row(const struct run *ref, const struct run *ours,
+		      const char *key, const char *label)
+{
+	unsigned int i;
+
+	for (i = 0; i < ours->n; i++)
+		if (!strcmp(ours->key[i], key))
+			break;
+	if (i == ours->n)
+		printf("%-30s %12s %12s\n", label, "-", "-");
+	else
+		key_row(ref, ours, key, label);
+}
+
+static int scale_table(const char *ref_path, const char *ours_path)
+{
+	static const char *const figures[][2] = {
+		{ "gib", "GiB mapped" },
+		{ "mmap_ms", "mmap whole (ms)" },
+		{ "mmap_vmpte_kib", "VmPTE after mmap (KiB)" },
+		{ "touch_ms", "touch per 2 MiB (ms)" },
+		{ "touch_faults", "  its faults" },
+		{ "vmpte_kib", "VmPTE after touch (KiB)" },
+		{ "type1_gib", "type1 MAP_DMA of (GiB)" },
+		{ "type1_map_s", "  its time (s)" },
+		{ "type1_unmap_s", "  UNMAP_DMA (s)" },
+		{ "type1_whole_s", "  whole region, at that pace (s)" },
+		{ "iommufd_map_errno", "iommufd IOAS_MAP errno" },
+	};
+	static struct run ref, ours;
+	char key[40], label[40];
+	unsigned int i, j;
+
+	load_run(ref_path, &ref);
+	load_run(ours_path, &ours);
+	printf("reference: %s, ours: %s\n", ref.driver, ours.driver);
+	printf("%-30s %12s %12s %9s\n", "figure", "reference", "ours",
+	       "ours/ref");
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		printf("%s:\n", regions[i].name);
+		for (j = 0; j < ARRAY_SIZE(figures); j++) {
+			snprintf(key, sizeof(key), "%s.%s", regions[i].name,
+				 figures[j][0]);
+			snprintf(label, sizeof(label), "  %s", figures[j][1]);
+			scale_row(&ref, &ours, key, label);
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -454,7 +606,12 @@ int main(int argc, char **argv)
 		return measure(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "table"))
 		return table(argv[2], argv[3]);
-	fprintf(stderr, "usage: %s measure BDF | table REFERENCE OURS\n",
+	if (argc == 3 && !strcmp(argv[1], "scale"))
+		return measure_scale(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "scaletable"))
+		return scale_table(argv[2], argv[3]);
+	fprintf(stderr,
+		"usage: %s measure BDF | table REFERENCE OURS | scale BDF | scaletable REFERENCE OURS\n",
 		argv[0]);
 	return 2;
 }

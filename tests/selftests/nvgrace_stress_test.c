@@ -5,12 +5,14 @@
  * seeded fuzzer over the uAPI, allocation failures injected into the
  * probe, and a GPU whose memory is late or never ready, at probe and after
  * a reset.  It runs in the test VM, on the debug kernel, against the
- * stand-in GPU at 00:05.0; the kernel log is checked for splats and
- * kmemleak reports afterwards.
+ * stand-in GPU at 00:05.0, and the fuzzer also against the real-sized GH200
+ * at 00:11.0 (x86_64); the kernel log is checked for splats and kmemleak reports
+ * afterwards.
  *
  * Environment: NVG_STRESS_SECONDS (default 5) bounds the concurrency test;
- * NVG_FUZZ_OPS (default 1000000) and NVG_FUZZ_SEED (default: from the clocks)
- * drive the fuzzer, which prints its seed so that a failure replays.
+ * NVG_FUZZ_OPS (default 1000000; a tenth of it on the GH200) and
+ * NVG_FUZZ_SEED (default: from the clocks) drive the fuzzer, which prints
+ * its seed so that a failure replays.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,9 +44,17 @@
 #define SZ_4K		0x1000UL	/* a size of its own, not the page size */
 #define SZ_1M		0x100000UL
 
+#define NR_MEM_INDEX	(USE + 1)
+
 /* The GPU at 00:05.0: real length and BAR size, by region index */
-static const __u64 mem_len[] = { [RES] = 0x5ff00000, [USE] = 0x40000000 };
-static const __u64 bar_size[] = { [RES] = 0x80000000, [USE] = 0x80000000 };
+static const __u64 mem_len[NR_MEM_INDEX] = {
+	[RES] = 0x5ff00000, [USE] = 0x40000000,
+};
+
+static const __u64 bar_size[NR_MEM_INDEX] = {
+	[RES] = 0x80000000, [USE] = 0x80000000,
+};
+
 static const int mem_regions[] = { RES, USE };
 
 /* ---- Small helpers ---- */
@@ -1085,9 +1095,12 @@ TEST_F_TIMEOUT(gpu, concurrency, 300)
 #define FUZZ_BUF_ADDR	0x100000000UL	/* 4 GiB */
 /* A fuzzed feature ioctl may leave the device in low power: leave it */
 #define LOW_POWER_EXIT_OPS	4096	/* operations, not bytes */
+#define FUZZ_OPS		1000000	/* default of NVG_FUZZ_OPS */
 
 struct fuzz {
 	int fd;
+	const __u64 *len;	/* real length and BAR size, by region index */
+	const __u64 *bar;
 	__u64 rng;
 	__u8 *buf;		/* FUZZ_BUF bytes, then a PROT_NONE page */
 	unsigned long ops, checked;
@@ -1111,14 +1124,24 @@ static int guarded_touch(__u8 *p)
 	return sig;
 }
 
+/* Real length and BAR size of region @index; 0 for one not GPU memory */
+static __u64 fuzz_len(const struct fuzz *f, unsigned int index)
+{
+	return index < NR_MEM_INDEX ? f->len[index] : 0;
+}
+
+static __u64 fuzz_bar(const struct fuzz *f, unsigned int index)
+{
+	return index < NR_MEM_INDEX ? f->bar[index] : 0;
+}
+
 /*
  * A file offset inside a region, or near one of its edges: bytes, pages
  * and 4 KiB, which is a page on x86_64 and not on a 64 KiB kernel
  */
 static __u64 fuzz_offset(struct fuzz *f, unsigned int index)
 {
-	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
-	__u64 bar = index < ARRAY_SIZE(bar_size) ? bar_size[index] : 0;
+	__u64 len = fuzz_len(f, index), bar = fuzz_bar(f, index);
 	__u64 page = page_size();
 	const __u64 edges[] = {
 		0, 1, 7, page - 1, page, len - 8, len - 1, len, len + 1,
@@ -1232,12 +1255,12 @@ static void fuzz_rw(struct fuzz *f)
 		return;
 
 	f->checked++;
-	if (off >= bar_size[index]) {
+	if (off >= f->bar[index]) {
 		if (ret != -1 || err != EINVAL)
 			fuzz_fail(f, what, index, off, count, ret, err);
 		return;
 	}
-	want = count < bar_size[index] - off ? count : bar_size[index] - off;
+	want = count < f->bar[index] - off ? count : f->bar[index] - off;
 	if (want > 0x7ffff000)	/* MAX_RW_COUNT */
 		want = 0x7ffff000;
 	/* The device may sit in low power after a fuzzed feature ioctl */
@@ -1251,8 +1274,8 @@ static void fuzz_rw(struct fuzz *f)
 /* A mapping length: pages, huge sizes, and the mappable part and beyond */
 static size_t fuzz_length(struct fuzz *f, unsigned int index)
 {
-	__u64 len = index < ARRAY_SIZE(mem_len) ? mem_len[index] : 0;
-	__u64 page = page_size(), mappable = len & ~(page - 1);
+	__u64 len = fuzz_len(f, index), page = page_size();
+	__u64 mappable = len & ~(page - 1);
 	const __u64 lens[] = {
 		page, 2 * page, 2 * SZ_1M, 1UL << 30, mappable, mappable + page,
 		page * (1 + rnd_below(&f->rng, 1024)),
@@ -1284,7 +1307,7 @@ static void fuzz_mmap(struct fuzz *f)
 	}
 	f->checked++;
 	ok = flags == MAP_SHARED && !(off & (page - 1)) &&
-	     off + span <= (mem_len[index] & ~(page - 1));
+	     off + span <= (f->len[index] & ~(page - 1));
 	if (p == MAP_FAILED) {
 		/*
 		 * The driver refuses with EINVAL; mmap() itself with
@@ -1349,7 +1372,7 @@ static void fuzz_ioctl(struct fuzz *f)
 	    hdr[0] >= sizeof(*info) &&
 	    (info->index == RES || info->index == USE)) {
 		f->checked++;
-		if (ret || info->size != bar_size[info->index])
+		if (ret || info->size != f->bar[info->index])
 			fuzz_fail(f, "region info", info->index, 0, hdr[0],
 				  ret, errno);
 	}
@@ -1366,17 +1389,20 @@ static void leave_low_power(int fd)
 	ioctl(fd, VFIO_DEVICE_FEATURE, &feature);
 }
 
-TEST_F_TIMEOUT(gpu, fuzz, 86400)
+/*
+ * @ops random operations on the device open at @fd, whose memory regions
+ * have real lengths @len and BAR sizes @bar
+ */
+static void run_fuzz(struct __test_metadata *_metadata, int fd,
+		     const __u64 *len, const __u64 *bar, unsigned long ops)
 {
-	unsigned long ops = env_ulong("NVG_FUZZ_OPS", 1000000);
 	__u64 seed = env_ulong("NVG_FUZZ_SEED", 0);
 	struct sigaction sa = { .sa_handler = touch_fault };
 	size_t page = page_size(), buf_span = (FUZZ_BUF + page - 1) & ~(page - 1);
-	struct fuzz f = { .fd = self->fd };
+	struct fuzz f = { .fd = fd, .len = len, .bar = bar };
 	double start = nvg_now();
 	unsigned int op;
 	__u8 *area;
-
 	/* The guest may have no clock: the boot time in ns varies too */
 	if (!seed)
 		seed = (__u64)time(NULL) << 32 ^ (__u64)(nvg_now() * 1e9);
@@ -1411,20 +1437,66 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 		else
 			fuzz_mmap(&f);
 		if (f.ops % LOW_POWER_EXIT_OPS == LOW_POWER_EXIT_OPS - 1)
-			leave_low_power(self->fd);
+			leave_low_power(fd);
 	}
 	signal(SIGBUS, SIG_DFL);
 	signal(SIGSEGV, SIG_DFL);
-	leave_low_power(self->fd);
+	leave_low_power(fd);
 	EXPECT_STREQ("", f.err);
 	TH_LOG("%lu operations (%lu with a known outcome) in %.0f s",
 	       f.ops, f.checked, nvg_now() - start);
 
 	/* The device still works */
-	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(self->fd, 0x18),
-				       bar_size[RES]));
-	EXPECT_EQ(8, pread(self->fd, f.buf, 8, nvg_region_offset(USE)));
+	EXPECT_TRUE(bar_reg_consistent(nvg_cfg_read64(fd, 0x20), bar[USE]));
+	EXPECT_EQ(8, pread(fd, f.buf, 8, nvg_region_offset(USE)));
 	munmap(area, buf_span + page);
 }
+
+TEST_F_TIMEOUT(gpu, fuzz, 86400)
+{
+	run_fuzz(_metadata, self->fd, mem_len, bar_size,
+		 env_ulong("NVG_FUZZ_OPS", FUZZ_OPS));
+}
+
+/*
+ * The GH200 of the real-sized GPUs (00:11.0: 95 GiB of usemem in a
+ * 128 GiB BAR, 1 GiB of resmem, at 63 TiB), for a tenth of the operations:
+ * every write to a part of it not touched before costs host memory.  Not
+ * on arm64, where KASAN cannot shadow the driver's mapping of a region of
+ * that size (see the big fixture of nvgrace_vfio_test.c).
+ */
+#ifndef __aarch64__
+#define GH200		"0000:00:11.0"
+static const __u64 gh200_len[NR_MEM_INDEX] = {
+	[RES] = 1ULL << 30, [USE] = 95ULL << 30,
+};
+
+static const __u64 gh200_bar[NR_MEM_INDEX] = {
+	[RES] = 1ULL << 30, [USE] = 128ULL << 30,
+};
+
+FIXTURE(big) {
+	struct nvg_dev dev;
+};
+
+FIXTURE_SETUP(big)
+{
+	ASSERT_EQ(0, nvg_bind(GH200, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_open_group(GH200, &self->dev)) {
+		TH_LOG("opening %s: %s", GH200, strerror(errno));
+	}
+}
+
+FIXTURE_TEARDOWN(big)
+{
+	nvg_close(&self->dev);
+}
+
+TEST_F_TIMEOUT(big, fuzz, 86400)
+{
+	run_fuzz(_metadata, self->dev.device_fd, gh200_len, gh200_bar,
+		 env_ulong("NVG_FUZZ_OPS", FUZZ_OPS) / 10);
+}
+#endif
 
 TEST_HARNESS_MAIN

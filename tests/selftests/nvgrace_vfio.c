@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -203,6 +204,7 @@ int nvg_open_cdev(const char *bdf, struct nvg_dev *dev)
 		goto fail;
 	if (ioctl(dev->iommufd, IOMMU_IOAS_ALLOC, &ioas))
 		goto fail;
+	dev->ioas_id = ioas.out_ioas_id;
 	attach.pt_id = ioas.out_ioas_id;
 	if (ioctl(dev->device_fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
 		goto fail;
@@ -223,6 +225,55 @@ void nvg_close(struct nvg_dev *dev)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
+}
+
+/*
+ * Map @len bytes of user memory at @va for DMA at @iova, as a hypervisor
+ * does for a BAR's mmap: through the container's type1 IOMMU, or into the
+ * IOAS of the device's iommufd.  0 on success, else -1 with errno set.
+ */
+int nvg_dma_map(struct nvg_dev *dev, void *va, __u64 iova, __u64 len)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)va, .iova = iova, .size = len,
+	};
+	struct iommu_ioas_map ioas_map = {
+		.size = sizeof(ioas_map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = dev->ioas_id,
+		.user_va = (uintptr_t)va, .length = len, .iova = iova,
+	};
+
+	if (dev->container_fd >= 0)
+		return ioctl(dev->container_fd, VFIO_IOMMU_MAP_DMA, &map);
+	return ioctl(dev->iommufd, IOMMU_IOAS_MAP, &ioas_map);
+}
+
+/*
+ * Unmap what nvg_dma_map() mapped at [@iova, @iova + @len): the number of
+ * bytes unmapped, or -1 with errno set
+ */
+long long nvg_dma_unmap(struct nvg_dev *dev, __u64 iova, __u64 len)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap), .iova = iova, .size = len,
+	};
+	struct iommu_ioas_unmap ioas_unmap = {
+		.size = sizeof(ioas_unmap), .ioas_id = dev->ioas_id,
+		.iova = iova, .length = len,
+	};
+
+	if (dev->container_fd >= 0) {
+		if (ioctl(dev->container_fd, VFIO_IOMMU_UNMAP_DMA, &unmap))
+			return -1;
+		return unmap.size;
+	}
+	if (ioctl(dev->iommufd, IOMMU_IOAS_UNMAP, &ioas_unmap))
+		return -1;
+	return ioas_unmap.length;
 }
 
 int nvg_region_info(int fd, unsigned int index, struct vfio_region_info *info)

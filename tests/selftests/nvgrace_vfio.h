@@ -54,6 +54,7 @@ struct nvg_dev {
 	int container_fd;	/* group path only */
 	int group_fd;		/* group path only */
 	int iommufd;		/* cdev path only */
+	__u32 ioas_id;		/* cdev path only: the IOAS it is attached to */
 };
 
 int nvg_write_file(const char *path, const char *val);
@@ -67,6 +68,8 @@ int nvg_bar_start(const char *bdf, unsigned int bar, __u64 *start);
 int nvg_open_group(const char *bdf, struct nvg_dev *dev);
 int nvg_open_cdev(const char *bdf, struct nvg_dev *dev);
 void nvg_close(struct nvg_dev *dev);
+int nvg_dma_map(struct nvg_dev *dev, void *va, __u64 iova, __u64 len);
+long long nvg_dma_unmap(struct nvg_dev *dev, __u64 iova, __u64 len);
 
 int nvg_region_info(int fd, unsigned int index, struct vfio_region_info *info);
 struct vfio_region_info *nvg_region_info_caps(int fd, unsigned int index);

@@ -8,7 +8,24 @@
  *
  * The 64-bit values need a DSDT of revision 2 or later: tests/vm/run-vm.sh
  * upgrades QEMU's DSDT through the initrd.
+ *
+ * The real-sized GPUs at 00:11.0-00:14.0 sit high in the physical address
+ * space, in sparse memory that run-vm.sh gives the machine as DIMMs: below
+ * 2^46 on x86_64, whose 4-level page tables reach no higher, from 2^46 up
+ * on arm64 (compiled with -DNVG_ARM64).  On a 4 KiB kernel their PFNs do
+ * not fit in 32 bits.
  */
+#ifdef NVG_ARM64
+#define BIG_GB200       0x400000000000  /* 64 TiB */
+#define BIG_GB200_FAR   0x420000000000  /* 66 TiB */
+#define BIG_GB300       0x440000000000  /* 68 TiB */
+#define BIG_GH200       0x470000000000  /* 71 TiB */
+#else
+#define BIG_GB200       0x380000000000  /* 56 TiB */
+#define BIG_GB200_FAR   0x3A0000000000  /* 58 TiB */
+#define BIG_GB300       0x3C0000000000  /* 60 TiB */
+#define BIG_GH200       0x3F0000000000  /* 63 TiB */
+#endif
 DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
 {
     External (\_SB.PCI0, DeviceObj)
@@ -149,6 +166,70 @@ DefinitionBlock ("", "SSDT", 2, "NVGRCE", "GH200RIG", 1)
                 {
                     Package () { "nvidia,gpu-mem-base-pa", 0x380000000 },
                     Package () { "nvidia,gpu-mem-size", 0x6000F200 }
+                }
+            })
+        }
+        /* 00:11.0: GH200, Hopper, 96 GiB */
+        Device (GH2H)
+        {
+            Name (_ADR, 0x00110000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", BIG_GH200 },
+                    Package () { "nvidia,gpu-mem-size", 0x1800000000 }
+                }
+            })
+        }
+        /* 00:12.0: GB200, Blackwell (tests/dvsec), 186 GiB + 2 MiB */
+        Device (GB2A)
+        {
+            Name (_ADR, 0x00120000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", BIG_GB200 },
+                    Package () { "nvidia,gpu-mem-size", 0x2E80200000 }
+                }
+            })
+        }
+        /* 00:13.0: the second GPU of that GB200, 2 TiB above the first */
+        Device (GB2B)
+        {
+            Name (_ADR, 0x00130000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", BIG_GB200_FAR },
+                    Package () { "nvidia,gpu-mem-size", 0x2E80200000 }
+                }
+            })
+        }
+        /* 00:14.0: GB300, Blackwell (tests/dvsec), 288 GiB */
+        Device (GB3A)
+        {
+            Name (_ADR, 0x00140000)
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Method (_RST, 0, NotSerialized) { }
+            Name (_DSD, Package ()
+            {
+                ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+                Package ()
+                {
+                    Package () { "nvidia,gpu-mem-base-pa", BIG_GB300 },
+                    Package () { "nvidia,gpu-mem-size", 0x4800000000 }
                 }
             })
         }

@@ -8,11 +8,15 @@
 #	MODE is "test", "demo", "bench" or "fuzz" (see tests/vm/init); on x86_64,
 #	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
-# The console log goes to $NVG_OUT/vm/MODE.log.  The VM runs under TCG:
-# q35 with an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.
-# 13 GiB at 4 GiB of its RAM is kept from the guest kernel: it holds the GPU
-# memory of the devices, with unused RAM between the ranges for the guard
-# areas that tests/guard fills and checks.  The guest's
+# The console log goes to $NVG_OUT/vm/MODE.log, QEMU's peak RSS (KiB) to
+# $NVG_OUT/vm/MODE.rss.  The VM runs under TCG: q35 with an Intel vIOMMU on
+# x86_64, virt with SMMUv3 and UEFI on arm64.  13 GiB at 4 GiB of its RAM
+# is kept from the guest kernel: it holds the GPU memory of the small
+# devices, with unused RAM between the ranges for the guard areas that
+# tests/guard fills and checks.  The memory of the real-sized GPUs is
+# sparse: DIMMs high in the address space that reserve no host memory, and
+# that the guest kernel (built without memory hotplug) does not take as
+# RAM; each has a guard area of BIG_GUARD bytes at either end.  The guest's
 # userland is an initramfs (busybox-static, the test programs, the modules):
 # self-contained and the same on every host, unlike the host's root over 9p.
 
@@ -25,7 +29,7 @@ TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
 # Stand-in functions at the slots that gh200.asl describes
 STANDINS=()
-for slot in 05 06 07 08 09 0a 0b 0c 10; do
+for slot in 05 06 07 08 09 0a 0b 0c 10 11 12 13 14; do
 	STANDINS+=(-device "bochs-display,addr=$slot.0")
 done
 STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
@@ -40,24 +44,58 @@ FUZZ_ARGS=
 KERNEL_ARGS="panic=-1 oops=panic vfio_iommu_type1.allow_unsafe_interrupts=1"
 KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
 
+# The real-sized GPUs of gh200.asl, as base:size of their memory: GH200,
+# GB200 and its second GPU 2 TiB higher, GB300
+case "$NVG_KARCH" in
+x86) BIG_GPUS=(0x3f0000000000:0x1800000000 0x380000000000:0x2e80200000
+		0x3a0000000000:0x2e80200000 0x3c0000000000:0x4800000000) ;;
+arm64) BIG_GPUS=(0x470000000000:0x1800000000 0x400000000000:0x2e80200000
+		0x420000000000:0x2e80200000 0x440000000000:0x4800000000) ;;
+esac
+BIG_GUARD=$((2 << 20))
+
+# One DIMM per real-sized GPU: its memory and a guard area at either end
+big_dimms() {
+	local gpu base size i=0
+
+	for gpu in "${BIG_GPUS[@]}"; do
+		base=$((${gpu%:*}))
+		size=$((${gpu#*:}))
+		size=$(((size + BIG_GUARD - 1) / BIG_GUARD * BIG_GUARD))
+		echo "-object memory-backend-ram,id=big$i,size=$((size + 2 * BIG_GUARD)),reserve=off"
+		echo "-device pc-dimm,id=dimm$i,memdev=big$i,addr=$((base - BIG_GUARD))"
+		i=$((i + 1))
+	done
+}
+mapfile -t DIMMS < <(big_dimms | tr ' ' '\n')
+
 case "$NVG_ARCH" in
 x86_64)
 	# q35 with an Intel vIOMMU (which must come before the stand-ins);
 	# q35 puts 2 GiB of RAM below 4 GiB and the rest above, and memmap=
-	# keeps 4 GiB to 17 GiB of it from the kernel.
+	# keeps 4 GiB to 17 GiB of it from the kernel.  For the DIMMs below
+	# 64 TiB: 48 physical address bits, and in the vIOMMU too (with its
+	# default of 39, its invalidation queue fails at boot once maxmem
+	# passes 1 TiB); an Intel CPU, as with TCG's AMD one q35 moves the RAM
+	# above 4 GiB to 1 TiB once maxmem is that large.
 	QEMU=qemu-system-x86_64
-	QEMU_ARGS=(-M q35 -cpu "${NVGRACE_QEMU_CPU:-max}" -smp 2 -m 16G
-		-nographic -no-reboot
-		-nic none -device intel-iommu "${STANDINS[@]}")
+	QEMU_ARGS=(-M q35
+		-cpu "${NVGRACE_QEMU_CPU:-max},phys-bits=48,vendor=GenuineIntel"
+		-smp 2 -m 16G,slots=${#BIG_GPUS[@]},maxmem=66T
+		"${DIMMS[@]}" -nographic -no-reboot
+		-nic none -device intel-iommu,aw-bits=48 "${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyS0 memmap=13G\$4G intel_iommu=on"
 	;;
 arm64 | arm64-4k)
-	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI;
-	# RAM starts at 1 GiB and mem=1G leaves the rest alone, bar the
-	# kernel and the initrd that UEFI places near the top (above 17 GiB).
+	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI (on,
+	# for the GED device that the DIMMs need); RAM starts at 1 GiB and
+	# mem=1G leaves the rest alone, bar the kernel and the initrd that
+	# UEFI places near the top (above 17 GiB).
 	QEMU=qemu-system-aarch64
-	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3
-		-cpu max,pauth-impdef=on -smp 2 -m 18G -nographic -no-reboot
+	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3,acpi=on
+		-cpu max,pauth-impdef=on -smp 2
+		-m 18G,slots=${#BIG_GPUS[@]},maxmem=72T "${DIMMS[@]}"
+		-nographic -no-reboot
 		-nic none -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 		"${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyAMA0 acpi=force mem=1G"
@@ -142,12 +180,37 @@ run_qemu() {
 	if [ "$NVG_ARCH" = x86_64 ]; then
 		extra=(-acpitable file="$VM/gh200.aml")
 	fi
-	timeout "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
+	peak_rss_without_thp "${log%.log}.rss" \
+		timeout "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
 		-kernel "$NVG_OUT/$NVG_IMAGE" -initrd "$initrd" \
 		-append "$KERNEL_ARGS nvgrace.mode=$mode $FUZZ_ARGS" \
 		</dev/null >"$log" 2>&1 ||
 		nvg_die "QEMU failed or timed out (mode $mode), see $log"
 	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
+	nvg_log "QEMU's peak RSS: $(($(cat "${log%.log}.rss") >> 10)) MiB"
+}
+
+# Run "$@" with transparent huge pages off, and write its peak RSS (KiB,
+# its children's included) to file $1.  QEMU asks for huge pages on all
+# guest RAM: a guest touching one byte of a sparse DIMM would then cost
+# 2 MiB of host memory (a few thousand such touches and the host runs out),
+# where without them it costs a page.
+peak_rss_without_thp() {
+	python3 - "$@" <<'PY'
+import ctypes, os, sys
+
+PR_SET_THP_DISABLE = 41
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0):
+    sys.exit('prctl(PR_SET_THP_DISABLE): ' + os.strerror(ctypes.get_errno()))
+pid = os.fork()
+if not pid:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], 'w') as f:
+    f.write('%d\n' % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
+PY
 }
 
 # QEMU's q35 DSDT has revision 1, which makes ACPI integers 32 bits wide and
@@ -179,12 +242,14 @@ PY
 }
 
 main() {
-	local dsdt tables
+	local dsdt tables defines=()
 
 	[ -f "$NVG_OUT/$NVG_IMAGE" ] ||
 		nvg_die "no kernel: run tests/build-kernel.sh first"
 	mkdir -p "$VM"
-	iasl -p "$VM/gh200" "$NVG_REPO/tests/vm/gh200.asl" >/dev/null
+	[ "$NVG_KARCH" = arm64 ] && defines=(-DNVG_ARM64)
+	iasl "${defines[@]}" -p "$VM/gh200" "$NVG_REPO/tests/vm/gh200.asl" \
+		>/dev/null
 	build_rootfs
 
 	# ACPI tables handed over through the initrd: on x86_64 the upgraded

@@ -54,18 +54,39 @@ arm64) BIG_GPUS=(0x470000000000:0x1800000000 0x400000000000:0x2e80200000
 esac
 BIG_GUARD=$((2 << 20))
 
-# One DIMM per real-sized GPU: its memory and a guard area at either end
+# The DIMM of the real-sized GPU $1 (base:size): its memory and a guard
+# area at either end, as "start size"
+big_dimm() {
+	local base=$((${1%:*})) size=$((${1#*:}))
+
+	size=$(((size + BIG_GUARD - 1) / BIG_GUARD * BIG_GUARD))
+	echo "$((base - BIG_GUARD)) $((size + 2 * BIG_GUARD))"
+}
+
+# One DIMM per real-sized GPU
 big_dimms() {
-	local gpu base size i=0
+	local gpu start size i=0
 
 	for gpu in "${BIG_GPUS[@]}"; do
-		base=$((${gpu%:*}))
-		size=$((${gpu#*:}))
-		size=$(((size + BIG_GUARD - 1) / BIG_GUARD * BIG_GUARD))
-		echo "-object memory-backend-ram,id=big$i,size=$((size + 2 * BIG_GUARD)),reserve=off"
-		echo "-device pc-dimm,id=dimm$i,memdev=big$i,addr=$((base - BIG_GUARD))"
+		read -r start size < <(big_dimm "$gpu")
+		echo "-object memory-backend-ram,id=big$i,size=$size,reserve=off"
+		echo "-device pc-dimm,id=dimm$i,memdev=big$i,addr=$start"
 		i=$((i + 1))
 	done
+}
+
+# For the VM's /init (tests/guard): the real-sized GPUs' memory as
+# base,size pairs, and their DIMMs as start,end pairs
+big_memory_env() {
+	local gpu start size mem=() res=()
+
+	for gpu in "${BIG_GPUS[@]}"; do
+		read -r start size < <(big_dimm "$gpu")
+		mem+=("${gpu%:*},${gpu#*:}")
+		res+=("$(printf '%#x,%#x' "$start" $((start + size)))")
+	done
+	echo "BIG_MEMORY=$(IFS=,; echo "${mem[*]}")"
+	echo "BIG_RESERVED=$(IFS=,; echo "${res[*]}")"
 }
 mapfile -t DIMMS < <(big_dimms | tr ' ' '\n')
 
@@ -156,6 +177,7 @@ build_rootfs() {
 	mkdir -p "$VM/root"/{bin,dev,proc,sys,tmp,lib}
 	cp "$busybox" "$VM/root/bin/busybox"
 	cp "$NVG_REPO/tests/vm/init" "$VM/root/init"
+	big_memory_env >"$VM/root/big-memory"
 	cp -a "$NVG_OUT/modroot/lib/modules" "$VM/root/lib/"
 	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" \
 		"$NVG_OUT/guard/nvgrace_guard.ko" \

@@ -50,7 +50,7 @@ static int nvgrace_gpu_init_dev(struct vfio_device *core_vdev)
 {
 	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
 
-	mutex_init(&nvdev->map_lock);
+	init_rwsem(&nvdev->kmap_sem);
 	mutex_init(&nvdev->bar_lock);
 	mutex_init(&nvdev->ready_lock);
 	return vfio_pci_core_init_dev(core_vdev);
@@ -62,7 +62,6 @@ static void nvgrace_gpu_release_dev(struct vfio_device *core_vdev)
 
 	mutex_destroy(&nvdev->ready_lock);
 	mutex_destroy(&nvdev->bar_lock);
-	mutex_destroy(&nvdev->map_lock);
 	vfio_pci_core_release_dev(core_vdev);
 }
 
@@ -78,6 +77,8 @@ static int nvgrace_gpu_open_device(struct vfio_device *core_vdev)
 	if (nvgrace_has_mem(nvdev)) {
 		/* For the readiness registers, read after every reset */
 		ret = vfio_pci_core_setup_barmap(&nvdev->core, 0);
+		if (!ret)
+			ret = nvgrace_mem_reserve_memtype(nvdev);
 		if (ret) {
 			vfio_pci_core_disable(&nvdev->core);
 			return ret;
@@ -93,8 +94,10 @@ static void nvgrace_gpu_close_device(struct vfio_device *core_vdev)
 {
 	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
 
-	if (nvgrace_has_mem(nvdev))
-		nvgrace_mem_unmap_kernel(nvdev);
+	if (nvgrace_has_mem(nvdev)) {
+		nvgrace_mem_kunmap_all(nvdev);
+		nvgrace_mem_release_memtype(nvdev);
+	}
 	vfio_pci_core_close_device(core_vdev);
 }
 
@@ -332,6 +335,27 @@ static void nvgrace_gpu_remove(struct pci_dev *pdev)
 	vfio_put_device(&core->vdev);
 }
 
+static struct nvgrace_gpu_device *nvgrace_gpu_from_pdev(struct pci_dev *pdev)
+{
+	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
+
+	return core ? container_of(core, struct nvgrace_gpu_device, core) :
+		      NULL;
+}
+
+/*
+ * Before each of the resets listed below: remove the kernel mappings of
+ * the GPU memory, so that the CPU cannot prefetch from memory that the
+ * reset takes down, nor touch it afterwards before the readiness check.
+ */
+static void nvgrace_gpu_reset_prepare(struct pci_dev *pdev)
+{
+	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
+
+	if (nvdev && nvgrace_has_mem(nvdev))
+		nvgrace_mem_kunmap_all(nvdev);
+}
+
 /*
  * The resets of the function that the PCI core reports end here:
  * VFIO_DEVICE_RESET, a hot reset, the reset on open, an FLR that user space
@@ -341,13 +365,9 @@ static void nvgrace_gpu_remove(struct pci_dev *pdev)
  */
 static void nvgrace_gpu_reset_done(struct pci_dev *pdev)
 {
-	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
-	struct nvgrace_gpu_device *nvdev;
+	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
 
-	if (!core)
-		return;
-	nvdev = container_of(core, struct nvgrace_gpu_device, core);
-	if (nvgrace_has_mem(nvdev)) {
+	if (nvdev && nvgrace_has_mem(nvdev)) {
 		nvgrace_config_reset_bars(nvdev);
 		nvgrace_mem_reset_done(nvdev);
 	}
@@ -355,6 +375,7 @@ static void nvgrace_gpu_reset_done(struct pci_dev *pdev)
 
 static const struct pci_error_handlers nvgrace_gpu_err_handlers = {
 	.error_detected	= vfio_pci_core_aer_err_detected,
+	.reset_prepare	= nvgrace_gpu_reset_prepare,
 	.reset_done	= nvgrace_gpu_reset_done,
 };
 

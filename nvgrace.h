@@ -12,6 +12,7 @@
 #include <linux/bits.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/rwsem.h>
 #include <linux/sizes.h>
 #include <linux/types.h>
 #include <linux/vfio_pci_core.h>
@@ -67,9 +68,10 @@
  * @length: number of bytes of GPU memory in the region
  * @bar_size: size of the emulated BAR, the power of two reported to user
  *	space; bytes between @length and @bar_size read as all-ones
- * @kaddr: kernel mapping of [@base, @base + @length) used by read() and
- *	write(); NULL until first use, removed when the device is closed;
- *	set under &nvgrace_gpu_device.map_lock
+ * @pat_map: on x86 with PAT, a kernel mapping of [@base, @base + @length)
+ *	made when the device is opened and removed when it is closed, only
+ *	for the memory type reservation that user mappings take; never
+ *	accessed.  NULL elsewhere.
  * @bar_reg: value last written to the emulated 64-bit BAR register,
  *	before the size mask and the flag bits are applied; protected by
  *	&nvgrace_gpu_device.bar_lock
@@ -78,8 +80,26 @@ struct nvgrace_mem_region {
 	phys_addr_t base;
 	size_t length;
 	u64 bar_size;
-	void *kaddr;
+	void *pat_map;
 	u64 bar_reg;
+};
+
+/*
+ * read() and write() reach the GPU memory through kernel mappings of
+ * blocks of this size, naturally aligned in their region; at most
+ * NVGRACE_KMAP_SLOTS of them exist at a time.
+ */
+#define NVGRACE_KMAP_SIZE		SZ_64M
+#define NVGRACE_KMAP_SLOTS		4
+
+/**
+ * struct nvgrace_mem_kmap - a kernel mapping of one block of GPU memory
+ * @phys: host physical address of the block
+ * @kaddr: where the block is mapped; NULL when the slot is free
+ */
+struct nvgrace_mem_kmap {
+	phys_addr_t phys;
+	void *kaddr;
 };
 
 /**
@@ -133,6 +153,10 @@ struct nvgrace_ready_ops {
  *	&nvgrace_gpu_device.ready_lock, read without it first
  * @last_poll: the outcome of the last of them: 0, -ETIME or -EINTR;
  *	protected by &nvgrace_gpu_device.ready_lock
+ * @kmaps: the kernel mappings of GPU memory that read() and write() use;
+ *	protected by &nvgrace_gpu_device.kmap_sem
+ * @kmap_next: the slot of @kmaps that the next new mapping takes, when
+ *	none is free; protected by &nvgrace_gpu_device.kmap_sem
  */
 struct nvgrace_gpu_device {
 	struct vfio_pci_core_device core;
@@ -141,8 +165,13 @@ struct nvgrace_gpu_device {
 	int ready_at;
 	unsigned int polls;
 	int last_poll;
-	/** @map_lock: serializes creating and removing the kernel mappings */
-	struct mutex map_lock;
+	struct nvgrace_mem_kmap kmaps[NVGRACE_KMAP_SLOTS];
+	unsigned int kmap_next;
+	/**
+	 * @kmap_sem: held for reading while a mapping of @kmaps is used,
+	 * for writing while @kmaps changes
+	 */
+	struct rw_semaphore kmap_sem;
 	/** @bar_lock: protects the emulated BAR registers */
 	struct mutex bar_lock;
 	/** @ready_lock: serializes the readiness polls after a reset */
@@ -191,7 +220,9 @@ void nvgrace_mem_reset_done(struct nvgrace_gpu_device *nvdev);
 struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
 					      unsigned int index);
 u64 nvgrace_mem_mappable(const struct nvgrace_mem_region *region);
-void nvgrace_mem_unmap_kernel(struct nvgrace_gpu_device *nvdev);
+int nvgrace_mem_reserve_memtype(struct nvgrace_gpu_device *nvdev);
+void nvgrace_mem_release_memtype(struct nvgrace_gpu_device *nvdev);
+void nvgrace_mem_kunmap_all(struct nvgrace_gpu_device *nvdev);
 ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
 		       struct nvgrace_mem_region *region, char __user *buf,
 		       size_t count, loff_t *ppos, bool iswrite);

@@ -6,8 +6,9 @@
  *
  * The GPU memory is a range of host physical addresses reached over the
  * cache-coherent chip-to-chip link.  It has no struct pages and no MMIO
- * semantics: the kernel maps it for read() and write() with memremap(), and
- * user mappings are PFN maps filled in by the fault handlers below.
+ * semantics: read() and write() go through a few kernel mappings of blocks
+ * of it, made with memremap() on demand, and user mappings are PFN maps
+ * filled in by the fault handlers below.
  */
 
 #include <kunit/visibility.h>
@@ -32,6 +33,8 @@
 /*
  * read() and write() copy at most this much at a time with memory_lock
  * held, so that a reset or a low-power entry waits for one chunk only.
+ * Chunks are aligned to their size, which divides NVGRACE_KMAP_SIZE: a
+ * chunk never crosses the end of a block mapping.
  */
 #define NVGRACE_RW_CHUNK	SZ_1M
 
@@ -40,6 +43,8 @@ static const u8 nvgrace_mem_ones[256] = { [0 ... 255] = 0xff };
 
 /* Mask of the page offset within a region, in vm_pgoff */
 #define NVGRACE_PGOFF_MASK	(VFIO_PCI_OFFSET_MASK >> PAGE_SHIFT)
+
+static_assert(NVGRACE_KMAP_SIZE % NVGRACE_RW_CHUNK == 0);
 
 /* Physical addresses and sizes are handled as u64 (Kconfig: 64BIT) */
 static_assert(sizeof(phys_addr_t) == sizeof(u64));
@@ -470,60 +475,71 @@ static bool nvgrace_mem_is_resmem(struct nvgrace_gpu_device *nvdev,
 	return region == &nvdev->mem.resmem;
 }
 
-/*
- * Map @region into the kernel on first use.  On x86 the mapping also
- * reserves the memory type of the range with PAT, which the PFNs inserted
- * into user mappings then take: write-back for usemem, write-combining for
- * resmem.  It must therefore exist before the first user fault.
- */
-static int nvgrace_mem_map_kernel(struct nvgrace_gpu_device *nvdev,
-				  struct nvgrace_mem_region *region)
+static unsigned long nvgrace_mem_memremap_flags(struct nvgrace_gpu_device *nvdev,
+						const struct nvgrace_mem_region *region)
 {
-	unsigned long flags = nvgrace_mem_is_resmem(nvdev, region) ?
-			      MEMREMAP_WC : MEMREMAP_WB;
-	void *kaddr;
-	int ret = 0;
-
-	/*
-	 * Every fault and every read() or write() comes here: once the
-	 * mapping exists, skip the mutex.  Pairs with the release below, so
-	 * that a mapping seen is a mapping complete.
-	 */
-	if (smp_load_acquire(&region->kaddr))
-		return 0;
-
-	mutex_lock(&nvdev->map_lock);
-	if (!region->kaddr) {
-		kaddr = memremap(region->base, region->length, flags);
-		if (!kaddr)
-			ret = -ENOMEM;
-		else	/* Pairs with the acquire above */
-			smp_store_release(&region->kaddr, kaddr);
-	}
-	mutex_unlock(&nvdev->map_lock);
-	return ret;
+	return nvgrace_mem_is_resmem(nvdev, region) ? MEMREMAP_WC : MEMREMAP_WB;
 }
 
 /**
- * nvgrace_mem_unmap_kernel() - remove the kernel mappings of the GPU memory
- * @nvdev: the device, being closed: no user mapping and no read or write
- *	is left
+ * nvgrace_mem_reserve_memtype() - give user mappings their memory type
+ * @nvdev: a device with GPU memory, being opened
+ *
+ * x86 gives the PFNs inserted into a user mapping the memory type that PAT
+ * has reserved for their range, uncached without a reservation.  Mapping
+ * each region into the kernel reserves write-back for usemem and
+ * write-combining for resmem, the types of their user mappings; the
+ * mappings are kept until the device is closed and never accessed.  Other
+ * architectures take the type from the user mapping's page protection and
+ * need no kernel mapping at all.
+ *
+ * Return: 0, or -ENOMEM when a mapping could not be made (another driver
+ * reserved a conflicting type, or no address space is left).
  */
-void nvgrace_mem_unmap_kernel(struct nvgrace_gpu_device *nvdev)
+int nvgrace_mem_reserve_memtype(struct nvgrace_gpu_device *nvdev)
+{
+	struct nvgrace_mem_region *regions[] = {
+		&nvdev->mem.usemem, &nvdev->mem.resmem
+	};
+	struct nvgrace_mem_region *region;
+	int i;
+
+	if (!IS_ENABLED(CONFIG_X86_PAT))
+		return 0;
+
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		region = regions[i];
+		if (!region->length)
+			continue;
+		region->pat_map = memremap(region->base, region->length,
+					   nvgrace_mem_memremap_flags(nvdev,
+								      region));
+		if (!region->pat_map) {
+			nvgrace_mem_release_memtype(nvdev);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/**
+ * nvgrace_mem_release_memtype() - undo nvgrace_mem_reserve_memtype()
+ * @nvdev: the device, being closed or failing to open: no user mapping of
+ *	it is left
+ */
+void nvgrace_mem_release_memtype(struct nvgrace_gpu_device *nvdev)
 {
 	struct nvgrace_mem_region *regions[] = {
 		&nvdev->mem.usemem, &nvdev->mem.resmem
 	};
 	int i;
 
-	mutex_lock(&nvdev->map_lock);
 	for (i = 0; i < ARRAY_SIZE(regions); i++) {
-		if (regions[i]->kaddr) {
-			memunmap(regions[i]->kaddr);
-			regions[i]->kaddr = NULL;
+		if (regions[i]->pat_map) {
+			memunmap(regions[i]->pat_map);
+			regions[i]->pat_map = NULL;
 		}
 	}
-	mutex_unlock(&nvdev->map_lock);
 }
 
 /**
@@ -553,23 +569,137 @@ VISIBLE_IF_KUNIT int nvgrace_mem_clip(const struct nvgrace_mem_region *region,
 EXPORT_SYMBOL_IF_KUNIT(nvgrace_mem_clip);
 
 /*
- * One copy between user memory and the GPU memory, with page faults
- * disabled.  Return: the number of bytes not copied.
+ * The slot of nvdev->kmaps that maps the block at @phys, or NULL.  With
+ * kmap_sem held.
  */
-static size_t nvgrace_mem_copy_nofault(struct nvgrace_mem_region *region,
-				       u64 pos, char __user *buf, size_t len,
-				       bool iswrite)
+static struct nvgrace_mem_kmap *
+nvgrace_mem_kmap_find(struct nvgrace_gpu_device *nvdev, phys_addr_t phys)
 {
-	void *kaddr = region->kaddr + pos;
-	size_t left;
+	int i;
+
+	for (i = 0; i < NVGRACE_KMAP_SLOTS; i++)
+		if (nvdev->kmaps[i].kaddr && nvdev->kmaps[i].phys == phys)
+			return &nvdev->kmaps[i];
+	return NULL;
+}
+
+static void nvgrace_mem_kunmap(struct nvgrace_mem_kmap *kmap)
+{
+	if (kmap->kaddr) {
+		memunmap(kmap->kaddr);
+		kmap->kaddr = NULL;
+	}
+}
+
+/*
+ * Map the block of @region at @block_off, in place of the mapping that was
+ * made longest ago when every slot is taken.  With kmap_sem held for
+ * writing.
+ */
+static struct nvgrace_mem_kmap *
+nvgrace_mem_kmap_new(struct nvgrace_gpu_device *nvdev,
+		     struct nvgrace_mem_region *region, u64 block_off)
+{
+	struct nvgrace_mem_kmap *kmap = &nvdev->kmaps[nvdev->kmap_next];
+	size_t len = min_t(u64, NVGRACE_KMAP_SIZE, region->length - block_off);
+
+	nvdev->kmap_next = (nvdev->kmap_next + 1) % NVGRACE_KMAP_SLOTS;
+	nvgrace_mem_kunmap(kmap);
+	kmap->kaddr = memremap(region->base + block_off, len,
+			       nvgrace_mem_memremap_flags(nvdev, region));
+	if (!kmap->kaddr)
+		return NULL;
+	kmap->phys = region->base + block_off;
+	return kmap;
+}
+
+/*
+ * The kernel address of the byte at @pos of @region, in a mapping of its
+ * block that stays until kmap_sem is released.
+ *
+ * The mappings are made on demand, here, once the caller has found the
+ * GPU ready, and removed before every reset (nvgrace_mem_kunmap_all()
+ * from the reset_prepare handler, which waits for kmap_sem) and at close.
+ * So no kernel mapping of the GPU memory, which the CPU could prefetch
+ * from, lasts into a reset or exists after one before the readiness check.
+ * They are few and small: the kernel needs neither address space nor,
+ * on arm64, which selects KASAN_VMALLOC with KASAN, shadow memory for the
+ * whole of a GPU of hundreds of GiB.
+ *
+ * Return: the address with kmap_sem held for reading, or NULL without it
+ * when the block cannot be mapped.
+ */
+static void *nvgrace_mem_kmap_get(struct nvgrace_gpu_device *nvdev,
+				  struct nvgrace_mem_region *region, u64 pos)
+{
+	u64 block_off = ALIGN_DOWN(pos, NVGRACE_KMAP_SIZE);
+	struct nvgrace_mem_kmap *kmap;
+
+	down_read(&nvdev->kmap_sem);
+	kmap = nvgrace_mem_kmap_find(nvdev, region->base + block_off);
+	if (kmap)
+		return kmap->kaddr + (pos - block_off);
+	up_read(&nvdev->kmap_sem);
+
+	down_write(&nvdev->kmap_sem);
+	kmap = nvgrace_mem_kmap_find(nvdev, region->base + block_off);
+	if (!kmap)
+		kmap = nvgrace_mem_kmap_new(nvdev, region, block_off);
+	if (!kmap) {
+		up_write(&nvdev->kmap_sem);
+		return NULL;
+	}
+	downgrade_write(&nvdev->kmap_sem);
+	return kmap->kaddr + (pos - block_off);
+}
+
+/**
+ * nvgrace_mem_kunmap_all() - remove the kernel mappings of the GPU memory
+ * @nvdev: the device, about to be reset or closed
+ *
+ * Waits for the read() and write() calls that use a mapping to finish
+ * with it.
+ */
+void nvgrace_mem_kunmap_all(struct nvgrace_gpu_device *nvdev)
+{
+	int i;
+
+	down_write(&nvdev->kmap_sem);
+	for (i = 0; i < NVGRACE_KMAP_SLOTS; i++)
+		nvgrace_mem_kunmap(&nvdev->kmaps[i]);
+	up_write(&nvdev->kmap_sem);
+}
+
+/*
+ * One copy between user memory and the GPU memory, with memory_lock held
+ * and page faults disabled (see nvgrace_mem_copy()); @pos and @len stay
+ * within one chunk.
+ *
+ * Return: 0 with *@left set to the number of bytes not copied, or -ENOMEM
+ * when the GPU memory cannot be mapped.
+ */
+static int nvgrace_mem_copy_nofault(struct nvgrace_gpu_device *nvdev,
+				    struct nvgrace_mem_region *region,
+				    u64 pos, char __user *buf, size_t len,
+				    bool iswrite, size_t *left)
+{
+	void *kaddr = nvgrace_mem_kmap_get(nvdev, region, pos);
+
+	if (!kaddr)
+		return -ENOMEM;
 
 	pagefault_disable();
 	if (iswrite)
-		left = __copy_from_user_inatomic(kaddr, buf, len);
+		*left = __copy_from_user_inatomic(kaddr, buf, len);
 	else
-		left = __copy_to_user_inatomic(buf, kaddr, len);
+		*left = __copy_to_user_inatomic(buf, kaddr, len);
 	pagefault_enable();
-	return left;
+
+	/* Other mappings (user, guest) must find the data in memory */
+	if (iswrite && nvgrace_mem_is_resmem(nvdev, region))
+		wmb();	/* drain the write-combining buffers */
+	up_read(&nvdev->kmap_sem);
+	return 0;
 }
 
 /*
@@ -594,12 +724,12 @@ static ssize_t nvgrace_mem_copy(struct nvgrace_gpu_device *nvdev,
 		ret = nvgrace_mem_lock_ready(nvdev);
 		if (ret)
 			return done ?: ret;
-		left = nvgrace_mem_copy_nofault(region, pos + done, buf + done,
-						len - done, iswrite);
-		/* Other mappings (user, guest) must find the data in memory */
-		if (iswrite && nvgrace_mem_is_resmem(nvdev, region))
-			wmb();	/* drain the write-combining buffers */
+		ret = nvgrace_mem_copy_nofault(nvdev, region, pos + done,
+					       buf + done, len - done, iswrite,
+					       &left);
 		up_read(&nvdev->core.memory_lock);
+		if (ret)
+			return done ?: ret;
 
 		done = len - left;
 		if (!left)
@@ -677,14 +807,9 @@ ssize_t nvgrace_mem_rw(struct nvgrace_gpu_device *nvdev,
 	if (!access_ok(buf, span.total))
 		return -EFAULT;
 
-	if (span.mem) {
-		ret = nvgrace_mem_map_kernel(nvdev, region);
-		if (ret)
-			return ret;
-	}
-
 	while (done < span.total) {
-		len = min_t(size_t, span.total - done, NVGRACE_RW_CHUNK);
+		len = min_t(size_t, span.total - done,
+			    NVGRACE_RW_CHUNK - (pos + done) % NVGRACE_RW_CHUNK);
 		if (done < span.mem) {
 			len = min(len, span.mem - done);
 			ret = nvgrace_mem_copy(nvdev, region, pos + done,
@@ -770,10 +895,6 @@ static vm_fault_t nvgrace_mem_huge_fault(struct vm_fault *vmf,
 	pfn = PHYS_PFN(region->base + offset);
 	if (!IS_ALIGNED(pfn, 1UL << order))
 		return VM_FAULT_FALLBACK;
-
-	/* A lasting failure (PAT conflict, no vmalloc space): no retry loop */
-	if (nvgrace_mem_map_kernel(nvdev, region))
-		return VM_FAULT_SIGBUS;
 
 	if (nvgrace_mem_lock_ready(nvdev))
 		return VM_FAULT_SIGBUS;

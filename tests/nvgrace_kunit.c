@@ -104,9 +104,9 @@ static void nvgrace_test_split(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, is_power_of_2(layout.resmem.bar_size));
 	KUNIT_EXPECT_GE(test, layout.usemem.bar_size, layout.usemem.length);
 	KUNIT_EXPECT_GE(test, layout.resmem.bar_size, layout.resmem.length);
-	KUNIT_EXPECT_NULL(test, layout.usemem.kaddr);
+	KUNIT_EXPECT_NULL(test, layout.usemem.pat_map);
 	KUNIT_EXPECT_EQ(test, layout.usemem.bar_reg, 0);
-	KUNIT_EXPECT_NULL(test, layout.resmem.kaddr);
+	KUNIT_EXPECT_NULL(test, layout.resmem.pat_map);
 	KUNIT_EXPECT_EQ(test, layout.resmem.bar_reg, 0);
 }
 
@@ -163,13 +163,13 @@ static void nvgrace_test_split_whole(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, layout.usemem.base, c->base);
 	KUNIT_EXPECT_EQ(test, (u64)layout.usemem.length, c->size);
 	KUNIT_EXPECT_EQ(test, layout.usemem.bar_size, c->usemem_bar);
-	KUNIT_EXPECT_NULL(test, layout.usemem.kaddr);
+	KUNIT_EXPECT_NULL(test, layout.usemem.pat_map);
 	KUNIT_EXPECT_EQ(test, layout.usemem.bar_reg, 0);
 	/* No resmem at all: BAR2 stays the device's own */
 	KUNIT_EXPECT_EQ(test, layout.resmem.base, 0);
 	KUNIT_EXPECT_EQ(test, layout.resmem.length, 0);
 	KUNIT_EXPECT_EQ(test, layout.resmem.bar_size, 0);
-	KUNIT_EXPECT_NULL(test, layout.resmem.kaddr);
+	KUNIT_EXPECT_NULL(test, layout.resmem.pat_map);
 }
 
 /* ---- Detecting the MIG hardware defect, on a fake PCI bus ---- */

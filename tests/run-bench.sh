@@ -5,9 +5,9 @@
 # the upstream 6.12 driver and then this one on the same device (mmap
 # latency, first touch and its faults and page tables, a second pass,
 # pread/pwrite bandwidth against memcpy), and print one table with the
-# ratios; then, on x86_64, for the real-sized GPUs, the mmap() of each
-# whole region, a read per 2 MiB and the mapping for peer-to-peer DMA
-# (type1 and iommufd).  Not a test: nothing is asserted about time.
+# ratios; then, for the real-sized GPUs, the mmap() of each whole region,
+# a read per 2 MiB and, on x86_64, the mapping for peer-to-peer DMA (type1
+# and iommufd).  Not a test: nothing is asserted about time.
 #
 # The upstream driver is built from Debian's linux-source-6.12 as an
 # external module named nvgrace-gpu-vfio-pci-upstream, so that both drivers
@@ -47,11 +47,9 @@ main() {
 	"$NVG_REPO/tests/vm/run-vm.sh" bench
 	[ "$NVG_ARCH" = x86_64 ] && echo "guest CPU: -cpu $NVGRACE_QEMU_CPU"
 	nvg_section "$NVG_OUT/vm/bench.log" bench
-	if [ "$NVG_ARCH" = x86_64 ]; then
-		echo
-		echo "real-sized GPUs, all of each region:"
-		nvg_section "$NVG_OUT/vm/bench.log" scale
-	fi
+	echo
+	echo "real-sized GPUs, all of each region:"
+	nvg_section "$NVG_OUT/vm/bench.log" scale
 }
 
 main "$@"

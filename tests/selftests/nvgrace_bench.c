@@ -327,9 +327,18 @@ static int measure(const char *bdf)
  */
 #define SCALE_DMA_MAX	(4 * SZ_1G)
 
+/* Whether the machine's IOMMU reaches the real-sized GPUs: see below */
+#ifdef __aarch64__
+#define SCALE_DMA	false
+#else
+#define SCALE_DMA	true
+#endif
+
 /*
  * All of region @index of a real-sized GPU: mmap() it, touch it, and map
- * it for DMA over @dev as QEMU does at VM start, each timed
+ * it for DMA over @dev as QEMU does at VM start, each timed.  No DMA map on
+ * arm64: the SMMUv3 of QEMU 7.2 has 44-bit output addresses, below these
+ * GPUs, and the arm-smmu-v3 driver warns when asked to map above them.
  */
 static void measure_scale_region(struct nvg_dev *dev, const char *name,
 				 unsigned int index, size_t len)
@@ -350,6 +359,10 @@ static void measure_scale_region(struct nvg_dev *dev, const char *name,
 	printf("%s.touch_ms %.1f\n", name, (nvg_now() - start) * 1e3);
 	printf("%s.touch_faults %ld\n", name, nvg_minor_faults() - faults);
 	printf("%s.vmpte_kib %ld\n", name, nvg_vm_pte_kib() - pte);
+	if (!SCALE_DMA) {
+		unmap_region(&m);
+		return;
+	}
 	start = nvg_now();
 	if (nvg_dma_map(dev, m.addr, DMA_IOVA, dma))
 		die("VFIO_IOMMU_MAP_DMA");
@@ -379,7 +392,6 @@ static void measure_iommufd_region(struct nvg_dev *dev, const char *name,
 	unmap_region(&m);
 }
 
-/* Run on x86_64 only: tests/vm/init says why */
 static int measure_scale(const char *bdf)
 {
 	struct nvg_dev dev;
@@ -400,6 +412,8 @@ static int measure_scale(const char *bdf)
 				     len[i]);
 	}
 	nvg_close(&dev);
+	if (!SCALE_DMA)
+		return 0;
 	if (nvg_open_cdev(bdf, &dev))
 		die("VFIO open");
 	for (i = 0; i < ARRAY_SIZE(regions); i++)

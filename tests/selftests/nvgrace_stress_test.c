@@ -1461,11 +1461,8 @@ TEST_F_TIMEOUT(gpu, fuzz, 86400)
 /*
  * The GH200 of the real-sized GPUs (00:11.0: 95 GiB of usemem in a
  * 128 GiB BAR, 1 GiB of resmem, at 63 TiB), for a tenth of the operations:
- * every write to a part of it not touched before costs host memory.  Not
- * on arm64, where KASAN cannot shadow the driver's mapping of a region of
- * that size (see the big fixture of nvgrace_vfio_test.c).
+ * every write to a part of it not touched before costs host memory.
  */
-#ifndef __aarch64__
 #define GH200		"0000:00:11.0"
 static const __u64 gh200_len[NR_MEM_INDEX] = {
 	[RES] = 1ULL << 30, [USE] = 95ULL << 30,
@@ -1497,6 +1494,5 @@ TEST_F_TIMEOUT(big, fuzz, 86400)
 	run_fuzz(_metadata, self->dev.device_fd, gh200_len, gh200_bar,
 		 env_ulong("NVG_FUZZ_OPS", FUZZ_OPS) / 10);
 }
-#endif
 
 TEST_HARNESS_MAIN

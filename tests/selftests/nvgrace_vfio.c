@@ -567,6 +567,30 @@ const char *nvg_pat_type(__u64 phys)
 	return found;
 }
 
+/*
+ * How many kernel mappings of physical memory (ioremap(), memremap()) start
+ * in [@start, @end), from /proc/vmallocinfo; -1 when it cannot be read.
+ */
+int nvg_kernel_maps(__u64 start, __u64 end)
+{
+	unsigned long long phys;
+	char line[512], *at;
+	int n = 0;
+	FILE *f;
+
+	f = fopen("/proc/vmallocinfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		at = strstr(line, " phys=");
+		if (at && sscanf(at, " phys=%llx", &phys) == 1 &&
+		    phys >= start && phys < end)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
 /* CLOCK_MONOTONIC, in seconds */
 double nvg_now(void)
 {

@@ -100,5 +100,6 @@ double nvg_now(void);
 long nvg_minor_faults(void);
 long nvg_vm_pte_kib(void);
 const char *nvg_pat_type(__u64 phys);
+int nvg_kernel_maps(__u64 start, __u64 end);
 
 #endif /* NVGRACE_VFIO_H */

@@ -1497,7 +1497,7 @@ TEST_F(gpu, mmap_memory_type)
 	ASSERT_NE(MAP_FAILED, use);
 	res = map_region(self->fd, RES, self->page, 0, MAP_SHARED);
 	ASSERT_NE(MAP_FAILED, res);
-	/* Fault both in; the first fault reserves the memory type */
+	/* Fault both in: they take the memory type reserved at open */
 	use[0] = 1;
 	res[0] = 2;
 
@@ -1512,9 +1512,9 @@ TEST_F(gpu, mmap_memory_type)
 }
 
 /*
- * The PAT records of the GPU memory live from the first use of a region
- * to the close of the device: none before, none after (another user of the
- * range could not get its own memory type otherwise).
+ * The PAT records of the GPU memory live from the open of the device to
+ * its close, whatever is done in between, and not after (another user of
+ * the range could not get its own memory type otherwise).
  */
 TEST_F(gpu, pat_record_released_at_close)
 {
@@ -1522,24 +1522,88 @@ TEST_F(gpu, pat_record_released_at_close)
 	const char *type;
 	__u8 buf[8];
 
-	EXPECT_EQ(NULL, nvg_pat_type(variant->base));
-	EXPECT_EQ(NULL, nvg_pat_type(res));
-	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(USE)));
-	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(RES)));
 	type = nvg_pat_type(variant->base);
 	ASSERT_NE(NULL, type);
 	EXPECT_STREQ("write-back", type);
 	type = nvg_pat_type(res);
 	ASSERT_NE(NULL, type);
 	EXPECT_STREQ("write-combining", type);
+	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(RES)));
+	EXPECT_STREQ("write-back", nvg_pat_type(variant->base));
+	EXPECT_STREQ("write-combining", nvg_pat_type(res));
 
 	nvg_close(&self->dev);
 	EXPECT_EQ(NULL, nvg_pat_type(variant->base));
 	EXPECT_EQ(NULL, nvg_pat_type(res));
 	ASSERT_EQ(0, reopen(&self->dev, variant->bdf, variant->cdev));
 	self->fd = self->dev.device_fd;
+	EXPECT_STREQ("write-back", nvg_pat_type(variant->base));
 }
 #endif
+
+/* The driver's kernel mappings for read() and write(): their size, how many */
+#define KMAP_SIZE	0x4000000ULL	/* 64 MiB */
+#define KMAP_SLOTS	4
+
+/*
+ * The kernel maps GPU memory for read() and write() only, in a few blocks:
+ * one per block read or written, never more than KMAP_SLOTS, none for a
+ * fault of a user mapping, and none left after a reset, so that the CPU
+ * cannot prefetch from memory being reset.  On x86 a mapping of each whole
+ * region also lives from open to close, for its PAT memory type only.
+ */
+TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
+{
+	__u64 end = variant->base + variant->len[USE] + variant->len[RES];
+#if defined(__x86_64__)
+	int pat = variant->len[RES] ? 2 : 1;
+#else
+	int pat = 0;
+#endif
+	__u64 block, blocks = variant->len[USE] / KMAP_SIZE;
+	int regions = 0;
+	unsigned int i;
+	__u8 buf[64];
+
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	for (i = 0; i < 2; i++) {
+		int index = mem_regions[i];
+		off_t at = nvg_region_offset(index) + self->page;
+		__u8 *p;
+
+		if (!variant->len[index])
+			continue;
+		p = map_region(self->fd, index, self->page, 0, MAP_SHARED);
+		ASSERT_NE(MAP_FAILED, p);
+		p[0] = 1;
+		EXPECT_EQ(0, munmap(p, self->page));
+		EXPECT_EQ(pat + regions, nvg_kernel_maps(variant->base, end));
+
+		ASSERT_EQ((ssize_t)sizeof(buf),
+			  pread(self->fd, buf, sizeof(buf), at));
+		ASSERT_EQ((ssize_t)sizeof(buf),
+			  pwrite(self->fd, buf, sizeof(buf), at));
+		regions++;
+		EXPECT_EQ(pat + regions, nvg_kernel_maps(variant->base, end));
+	}
+
+	/* One read in each block of usemem: the oldest mappings go */
+	ASSERT_LT(KMAP_SLOTS, blocks);
+	for (block = 0; block < blocks; block++)
+		ASSERT_EQ((ssize_t)sizeof(buf),
+			  pread(self->fd, buf, sizeof(buf),
+				nvg_region_offset(USE) + block * KMAP_SIZE));
+	EXPECT_EQ(pat + KMAP_SLOTS, nvg_kernel_maps(variant->base, end));
+
+	if (!variant->has_reset)
+		return;
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	ASSERT_EQ((ssize_t)sizeof(buf),
+		  pread(self->fd, buf, sizeof(buf), nvg_region_offset(USE)));
+	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+}
 
 TEST_F(gpu, ioeventfd_refused_on_memory_bars)
 {
@@ -2142,15 +2206,6 @@ TEST_F(big, config_bar_sizing)
 	}
 }
 
-/*
- * The tests below touch the memory of the real-sized GPUs, which arm64
- * cannot do under KASAN: the driver memremap()s a whole region into
- * vmalloc space at its first read(), write() or fault, and arm64 selects
- * KASAN_VMALLOC with KASAN, which then maps shadow memory of an eighth of
- * the region (12-36 GiB here) in a guest of 1 GiB.
- */
-#ifndef __aarch64__
-
 /* The physical address of region @index of a GPU (resmem follows usemem) */
 static __u64 region_phys(__u64 base, const __u64 *len, int index)
 {
@@ -2254,10 +2309,11 @@ TEST_F(big, no_escape_at_boundaries)
 
 /*
  * Twice DMA_WINDOW at either end of each region (the benchmark times more,
- * tests/run-bench.sh).  The SMMUv3 of QEMU 7.2 would not do on arm64
- * either: it has 44-bit output addresses, and the arm-smmu-v3 driver warns
- * when asked to map a physical address above them, as these are.
+ * tests/run-bench.sh).  Not on arm64: the SMMUv3 of QEMU 7.2 has 44-bit
+ * output addresses, and the arm-smmu-v3 driver warns when asked to map a
+ * physical address above them, as these are.
  */
+#ifndef __aarch64__
 TEST_F(big, dma_map_for_peer_to_peer)
 {
 	unsigned int i;
@@ -2270,6 +2326,7 @@ TEST_F(big, dma_map_for_peer_to_peer)
 				      variant->len[index], 2 * DMA_WINDOW);
 	}
 }
+#endif
 
 /*
  * A reset with all of usemem mapped: the registers go back to their reset
@@ -2305,8 +2362,6 @@ TEST_F(big, reset_while_mapped)
 	EXPECT_EQ(0xa2, p[mappable - 1]);
 	EXPECT_EQ(0, munmap(p, mappable));
 }
-
-#endif /* !__aarch64__ */
 
 /* ---- An FLR through config space (tests/dvsec advertises FLR) ---- */
 

@@ -50,6 +50,8 @@ static int nvgrace_gpu_init_dev(struct vfio_device *core_vdev)
 {
 	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
 
+	/* No poll has failed: reset_seq never takes this value */
+	nvdev->fail_seq = -1;
 	init_rwsem(&nvdev->kmap_sem);
 	mutex_init(&nvdev->bar_lock);
 	mutex_init(&nvdev->ready_lock);
@@ -65,6 +67,58 @@ static void nvgrace_gpu_release_dev(struct vfio_device *core_vdev)
 	vfio_pci_core_release_dev(core_vdev);
 }
 
+/*
+ * Claim the GPU's own BARs that the emulated ones replace, for as long as
+ * the device is open.  User space never reaches them: vfio-pci-core then
+ * cannot map them for any request (an ioeventfd, say) whatever region the
+ * request names when vfio-pci-core reads it.
+ */
+static int nvgrace_gpu_claim_hidden_bars(struct nvgrace_gpu_device *nvdev)
+{
+	struct pci_dev *pdev = nvdev->core.pdev;
+	int bar, ret;
+
+	for (bar = PCI_STD_RESOURCES; bar <= PCI_STD_RESOURCE_END; bar++) {
+		/* Nor can vfio-pci-core map a BAR the PCI core did not assign */
+		if (!nvgrace_gpu_emulates(nvdev, bar) ||
+		    !pci_resource_len(pdev, bar) || !pdev->resource[bar].parent)
+			continue;
+		ret = pci_request_region(pdev, bar, KBUILD_MODNAME " (hidden)");
+		if (ret)
+			return ret;
+		nvdev->hidden_bars |= BIT(bar);
+	}
+	return 0;
+}
+
+static void nvgrace_gpu_release_hidden_bars(struct nvgrace_gpu_device *nvdev)
+{
+	int bar;
+
+	for (bar = PCI_STD_RESOURCES; bar <= PCI_STD_RESOURCE_END; bar++)
+		if (nvdev->hidden_bars & BIT(bar))
+			pci_release_region(nvdev->core.pdev, bar);
+	nvdev->hidden_bars = 0;
+}
+
+static int nvgrace_gpu_enable_mem(struct nvgrace_gpu_device *nvdev)
+{
+	int ret;
+
+	/* For the readiness registers, read after every reset */
+	if (!nvdev->ready_src.cxl_dvsec) {
+		ret = vfio_pci_core_setup_barmap(&nvdev->core, 0);
+		if (ret)
+			return ret;
+	}
+	ret = nvgrace_gpu_claim_hidden_bars(nvdev);
+	if (!ret)
+		ret = nvgrace_mem_reserve_memtype(nvdev);
+	if (ret)
+		nvgrace_gpu_release_hidden_bars(nvdev);
+	return ret;
+}
+
 static int nvgrace_gpu_open_device(struct vfio_device *core_vdev)
 {
 	struct nvgrace_gpu_device *nvdev = to_nvdev(core_vdev);
@@ -75,10 +129,7 @@ static int nvgrace_gpu_open_device(struct vfio_device *core_vdev)
 		return ret;
 
 	if (nvgrace_has_mem(nvdev)) {
-		/* For the readiness registers, read after every reset */
-		ret = vfio_pci_core_setup_barmap(&nvdev->core, 0);
-		if (!ret)
-			ret = nvgrace_mem_reserve_memtype(nvdev);
+		ret = nvgrace_gpu_enable_mem(nvdev);
 		if (ret) {
 			vfio_pci_core_disable(&nvdev->core);
 			return ret;
@@ -97,6 +148,7 @@ static void nvgrace_gpu_close_device(struct vfio_device *core_vdev)
 	if (nvgrace_has_mem(nvdev)) {
 		nvgrace_mem_kunmap_all(nvdev);
 		nvgrace_mem_release_memtype(nvdev);
+		nvgrace_gpu_release_hidden_bars(nvdev);
 	}
 	vfio_pci_core_close_device(core_vdev);
 }
@@ -223,7 +275,12 @@ static long nvgrace_gpu_region_info(struct vfio_device *core_vdev,
 	return copy_to_user(uinfo, &info, minsz) ? -EFAULT : 0;
 }
 
-/* There is no MMIO behind the emulated BARs for an ioeventfd to write to */
+/*
+ * There is no MMIO behind the emulated BARs for an ioeventfd to write to.
+ * vfio-pci-core reads the request again; what keeps it off the GPU's own
+ * BARs behind them, whatever it reads, is that they are claimed
+ * (nvgrace_gpu_claim_hidden_bars()).  The check here gives the errno.
+ */
 static long nvgrace_gpu_ioeventfd(struct vfio_device *core_vdev,
 				  unsigned long arg)
 {
@@ -298,6 +355,7 @@ static int nvgrace_gpu_probe(struct pci_dev *pdev,
 			     const struct pci_device_id *id)
 {
 	const struct vfio_device_ops *ops = &nvgrace_gpu_plain_ops;
+	struct nvgrace_ready_src ready_src = {};
 	struct nvgrace_mem_layout layout;
 	struct nvgrace_gpu_device *nvdev;
 	int ret;
@@ -306,7 +364,8 @@ static int nvgrace_gpu_probe(struct pci_dev *pdev,
 	if (ret)
 		return ret;
 	if (layout.usemem.length) {
-		ret = nvgrace_mem_wait_probe(pdev);
+		nvgrace_mem_find_ready_src(pdev, &ready_src);
+		ret = nvgrace_mem_wait_probe(pdev, &ready_src);
 		if (ret)
 			return ret;
 		ops = &nvgrace_gpu_mem_ops;
@@ -317,6 +376,7 @@ static int nvgrace_gpu_probe(struct pci_dev *pdev,
 	if (IS_ERR(nvdev))
 		return PTR_ERR(nvdev);
 	nvdev->mem = layout;
+	nvdev->ready_src = ready_src;
 
 	dev_set_drvdata(&pdev->dev, &nvdev->core);
 	ret = vfio_pci_core_register_device(&nvdev->core);
@@ -344,37 +404,67 @@ static struct nvgrace_gpu_device *nvgrace_gpu_from_pdev(struct pci_dev *pdev)
 }
 
 /*
- * Before each of the resets listed below: remove the kernel mappings of
- * the GPU memory, so that the CPU cannot prefetch from memory that the
- * reset takes down, nor touch it afterwards before the readiness check.
+ * The resets of the function that the PCI core reports start and end in
+ * the two handlers below: VFIO_DEVICE_RESET, a hot reset, the reset on
+ * open, an FLR that user space starts through config space, and one
+ * through sysfs.  When one starts, the kernel mappings that read() and
+ * write() use go, so that the CPU cannot prefetch through them from memory
+ * that the reset takes down, and the driver touches the memory again only
+ * once the GPU reports it ready.  (x86 keeps the PAT record mappings of
+ * nvgrace_mem_reserve_memtype() from open to close.)
  */
 static void nvgrace_gpu_reset_prepare(struct pci_dev *pdev)
 {
 	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
 
 	if (nvdev && nvgrace_has_mem(nvdev))
-		nvgrace_mem_kunmap_all(nvdev);
+		nvgrace_mem_reset_start(nvdev);
 }
 
-/*
- * The resets of the function that the PCI core reports end here:
- * VFIO_DEVICE_RESET, a hot reset, the reset on open, an FLR that user space
- * starts through config space, and one through sysfs.  The emulated BAR
- * registers reset with the function, and the GPU memory waits for the GPU
- * to be ready again.
- */
+/* The emulated BAR registers reset with the function */
 static void nvgrace_gpu_reset_done(struct pci_dev *pdev)
 {
 	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
 
 	if (nvdev && nvgrace_has_mem(nvdev)) {
 		nvgrace_config_reset_bars(nvdev);
-		nvgrace_mem_reset_done(nvdev);
+		nvgrace_mem_reset_end(nvdev);
+	}
+}
+
+/*
+ * An AER recovery of a frozen link resets the function without the two
+ * handlers above: count it as a reset from here to the resume handler.
+ * A recovery that fails leaves the function disconnected, which ends the
+ * waits for it.
+ */
+static pci_ers_result_t nvgrace_gpu_error_detected(struct pci_dev *pdev,
+						   pci_channel_state_t state)
+{
+	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
+
+	if (nvdev && nvgrace_has_mem(nvdev) &&
+	    state != pci_channel_io_normal && !nvdev->aer_reset) {
+		nvdev->aer_reset = true;
+		nvgrace_mem_reset_start(nvdev);
+	}
+	return vfio_pci_core_aer_err_detected(pdev, state);
+}
+
+static void nvgrace_gpu_error_resume(struct pci_dev *pdev)
+{
+	struct nvgrace_gpu_device *nvdev = nvgrace_gpu_from_pdev(pdev);
+
+	if (nvdev && nvdev->aer_reset) {
+		nvdev->aer_reset = false;
+		nvgrace_config_reset_bars(nvdev);
+		nvgrace_mem_reset_end(nvdev);
 	}
 }
 
 static const struct pci_error_handlers nvgrace_gpu_err_handlers = {
-	.error_detected	= vfio_pci_core_aer_err_detected,
+	.error_detected	= nvgrace_gpu_error_detected,
+	.resume		= nvgrace_gpu_error_resume,
 	.reset_prepare	= nvgrace_gpu_reset_prepare,
 	.reset_done	= nvgrace_gpu_reset_done,
 };
@@ -402,6 +492,8 @@ static struct pci_driver nvgrace_gpu_driver = {
 	.remove			= nvgrace_gpu_remove,
 	.err_handler		= &nvgrace_gpu_err_handlers,
 	.driver_managed_dma	= true,
+	/* A GPU may take up to 257 s to be ready: let GPUs wait together */
+	.driver.probe_type	= PROBE_PREFER_ASYNCHRONOUS,
 };
 
 module_pci_driver(nvgrace_gpu_driver);

@@ -62,6 +62,28 @@
 #define NVGRACE_READY_TIMEOUT_MS	30000
 #define NVGRACE_READY_POLL_MS		100
 
+/*
+ * A GPU with the CXL Device DVSEC reports its memory there instead, in
+ * the DVSEC Range 1 Size Low register: Memory_Info_Valid within
+ * NVGRACE_CXL_VALID_TIMEOUT_MS of a reset, then Memory_Active within the
+ * time that the Memory_Active_Timeout field encodes.
+ */
+#define NVGRACE_CXL_DVSEC_DEVICE	0
+#define NVGRACE_CXL_RANGE1_SIZE_LOW	0x1c
+#define NVGRACE_CXL_MEM_INFO_VALID	BIT(0)
+#define NVGRACE_CXL_MEM_ACTIVE		BIT(1)
+#define NVGRACE_CXL_MEM_ACTIVE_TIMEOUT	GENMASK(15, 13)
+#define NVGRACE_CXL_VALID_TIMEOUT_MS	1000
+
+/**
+ * struct nvgrace_ready_src - where a GPU reports that its memory is usable
+ * @cxl_dvsec: config space offset of its CXL Device DVSEC; 0 when it has
+ *	none and BAR0's registers tell
+ */
+struct nvgrace_ready_src {
+	u16 cxl_dvsec;
+};
+
 /**
  * struct nvgrace_mem_region - one part of the GPU memory, exposed as a BAR
  * @base: host physical address of the first byte
@@ -127,7 +149,9 @@ struct nvgrace_mem_span {
 
 /**
  * struct nvgrace_ready_ops - where the readiness poll reads and waits
- * @read: return the 32-bit BAR0 register at @offset
+ * @read: read the 32-bit readiness register at @offset (in BAR0, or in
+ *	config space for the CXL DVSEC) into *@val; return 0, or a negative
+ *	errno that ends the poll with it
  * @sleep: wait about @ms milliseconds; return false when the task got a
  *	fatal signal, to end the poll
  * @now_ms: a monotonic clock, in milliseconds
@@ -135,9 +159,26 @@ struct nvgrace_mem_span {
  * The driver reads the device and sleeps; the KUnit tests fake both.
  */
 struct nvgrace_ready_ops {
-	u32 (*read)(void *ctx, unsigned int offset);
+	int (*read)(void *ctx, unsigned int offset, u32 *val);
 	bool (*sleep)(void *ctx, unsigned int ms);
 	u64 (*now_ms)(void *ctx);
+};
+
+/**
+ * struct nvgrace_ready_report - how a readiness poll ended
+ * @waited_ms: milliseconds from the first read to the end of the last
+ *	sleep; 0 when the first reads told
+ * @what: the condition that was not met, for the log; NULL when ready
+ * @limit_ms: how long that condition was given
+ * @val: the last values read of the registers that told: the C2C link
+ *	and HBM training registers, or the DVSEC Range 1 Size Low register
+ *	alone
+ */
+struct nvgrace_ready_report {
+	unsigned int waited_ms;
+	const char *what;
+	unsigned int limit_ms;
+	u32 val[2];
 };
 
 /**
@@ -145,14 +186,26 @@ struct nvgrace_ready_ops {
  * @core: the vfio-pci-core device; must stay the first member
  * @mem: the GPU memory regions; all zero when firmware describes no GPU
  *	memory and the device works as plain vfio-pci
- * @resets: resets of the function that reached its reset_done handler
- * @ready_at: the value of @resets when the GPU memory was last found
- *	ready; written under &nvgrace_gpu_device.ready_lock, read without it
- *	first
+ * @ready_src: where the GPU reports its memory usable; chosen at probe
+ * @reset_seq: incremented when a reset of the function starts and when it
+ *	ends; a reset that an AER recovery does counts from error_detected
+ *	to resume
+ * @resetting: resets under way; incremented before @reset_seq when one
+ *	starts, decremented after it when one ends
+ * @ready_seq: the value of @reset_seq when the GPU memory was last found
+ *	ready; the memory may be touched while the two are equal.  Written
+ *	under &nvgrace_gpu_device.ready_lock, read without it.
+ * @fail_seq: the value of @reset_seq for which the last poll failed (other
+ *	than by a fatal signal): faults then wait no more for that reset.
+ *	Written under &nvgrace_gpu_device.ready_lock, read without it.
  * @polls: readiness polls after a reset so far; written under
  *	&nvgrace_gpu_device.ready_lock, read without it first
- * @last_poll: the outcome of the last of them: 0, -ETIME or -EINTR;
- *	protected by &nvgrace_gpu_device.ready_lock
+ * @last_poll: the outcome of the last of them: 0 or a negative errno;
+ *	written under &nvgrace_gpu_device.ready_lock
+ * @aer_reset: an AER recovery is under way, counted in @reset_seq; only
+ *	touched by the PCI error handlers, which the PCI core serializes
+ * @hidden_bars: the GPU's own BARs that the emulated ones replace, claimed
+ *	from open to close so that vfio-pci-core cannot map them
  * @kmaps: the kernel mappings of GPU memory that read() and write() use;
  *	protected by &nvgrace_gpu_device.kmap_sem
  * @kmap_next: the slot of @kmaps that the next new mapping takes, when
@@ -161,10 +214,15 @@ struct nvgrace_ready_ops {
 struct nvgrace_gpu_device {
 	struct vfio_pci_core_device core;
 	struct nvgrace_mem_layout mem;
-	atomic_t resets;
-	int ready_at;
+	struct nvgrace_ready_src ready_src;
+	atomic_t reset_seq;
+	atomic_t resetting;
+	int ready_seq;
+	int fail_seq;
 	unsigned int polls;
 	int last_poll;
+	bool aer_reset;
+	unsigned int hidden_bars;
 	struct nvgrace_mem_kmap kmaps[NVGRACE_KMAP_SLOTS];
 	unsigned int kmap_next;
 	/**
@@ -215,8 +273,12 @@ static inline unsigned int nvgrace_vma_index(const struct vm_area_struct *vma)
 
 /* nvgrace_mem.c */
 int nvgrace_mem_probe(struct pci_dev *pdev, struct nvgrace_mem_layout *layout);
-int nvgrace_mem_wait_probe(struct pci_dev *pdev);
-void nvgrace_mem_reset_done(struct nvgrace_gpu_device *nvdev);
+void nvgrace_mem_find_ready_src(struct pci_dev *pdev,
+				struct nvgrace_ready_src *src);
+int nvgrace_mem_wait_probe(struct pci_dev *pdev,
+			   const struct nvgrace_ready_src *src);
+void nvgrace_mem_reset_start(struct nvgrace_gpu_device *nvdev);
+void nvgrace_mem_reset_end(struct nvgrace_gpu_device *nvdev);
 struct nvgrace_mem_region *nvgrace_mem_region(struct nvgrace_gpu_device *nvdev,
 					      unsigned int index);
 u64 nvgrace_mem_mappable(const struct nvgrace_mem_region *region);
@@ -239,7 +301,10 @@ void nvgrace_config_reset_bars(struct nvgrace_gpu_device *nvdev);
 bool nvgrace_mem_mig_defect(struct pci_dev *pdev);
 int nvgrace_mem_split(u64 base, u64 size, bool resmem,
 		      struct nvgrace_mem_layout *layout, const char **cause);
-int nvgrace_mem_poll_ready(const struct nvgrace_ready_ops *ops, void *ctx);
+unsigned int nvgrace_mem_cxl_active_timeout_ms(u32 range1_size_low);
+int nvgrace_mem_poll_ready(const struct nvgrace_ready_ops *ops, void *ctx,
+			   const struct nvgrace_ready_src *src,
+			   struct nvgrace_ready_report *rep);
 int nvgrace_mem_clip(const struct nvgrace_mem_region *region, u64 pos,
 		     size_t count, struct nvgrace_mem_span *span);
 u64 nvgrace_config_emu_start(const struct nvgrace_gpu_device *nvdev);

@@ -11,7 +11,7 @@
 #
 # Outputs: the kernel image ($NVG_OUT/$NVG_IMAGE), the modules installed
 # below $NVG_OUT/modroot, the uAPI headers below $NVG_OUT/usr/include and
-# the test helper modules tests/{pte_probe,guard,dvsec,control} as
+# the test helper modules tests/{pte_probe,guard,dvsec,control,aer} as
 # $NVG_OUT/<name>/*.ko.
 
 set -euo pipefail
@@ -115,6 +115,7 @@ main() {
 	build_helper guard
 	build_helper dvsec
 	build_helper control
+	build_helper aer
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

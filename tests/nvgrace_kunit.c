@@ -3,7 +3,8 @@
  * KUnit tests for the hardware-independent logic of nvgrace-gpu-vfio-pci:
  * the detection of the MIG hardware defect in config space (on a fake PCI
  * bus), the split of the GPU memory, the wait for the GPU memory to be
- * ready (with a fake clock and fake registers), the clipping of read() and
+ * ready in BAR0 or in the CXL Device DVSEC (with a fake clock and fake
+ * registers), the clipping of read() and
  * write() to the emulated BARs, and the emulated BAR registers in config
  * space.
  *
@@ -325,60 +326,36 @@ static void nvgrace_test_dvsec(struct kunit *test)
 /* ---- Waiting for the GPU memory, with a fake clock and fake registers ---- */
 
 #define NEVER	UINT_MAX
+#define START	123456789	/* the fake clock does not start at 0 */
 
-struct nvgrace_ready_case {
-	const char *name;
-	unsigned int link_at;	/* polls (sleeps) before the register is set */
-	unsigned int hbm_at;
-	u32 before;		/* what the registers read until then */
-	u32 after;		/* and from then on */
-	unsigned int read_ms;	/* how long one register read takes */
-	int ret;
-	unsigned int sleeps;
-	unsigned int killed_in;	/* the sleep a fatal signal cuts, 0: none */
-};
-
-static const struct nvgrace_ready_case nvgrace_ready_cases[] = {
-	{ "ready at once", 0, 0, 0, 0xff, 0, 0, 0 },
-	{ "link ready after 5 polls", 5, 0, 0, 0xff, 0, 500, 5 },
-	{ "link after 3, HBM after 12 polls", 3, 12, 0, 0xff, 0, 1200, 12 },
-	{ "ready at the deadline", 300, 300, 0, 0xff, 0, 30000, 300 },
-	{ "ready one poll after the deadline", 301, 0, 0, 0xff, 0, -ETIME, 300 },
-	{ "never ready", NEVER, NEVER, 0, 0xff, 0, -ETIME, 300 },
-	{ "link ready, HBM never", 0, NEVER, 0, 0xff, 0, -ETIME, 300 },
-	{ "dead device: all-ones", 0, 0, 0, 0xffffffff, 0, -ETIME, 300 },
-	{ "0x1ff is not 0xff", 0, 0, 0, 0x1ff, 0, -ETIME, 300 },
-	{ "slow reads keep the bound", NEVER, NEVER, 0, 0xff, 50, -ETIME, 200 },
-	{ "slow reads, ready after 10 polls", 10, 0, 0, 0xff, 50, 1500, 10 },
-	{ "fatal signal in the 7th sleep", NEVER, NEVER, 0, 0xff, 0, -EINTR, 7,
-	  7 },
-};
-
-KUNIT_ARRAY_PARAM_DESC(nvgrace_ready, nvgrace_ready_cases, name);
-
+/*
+ * The fake GPU's registers change at given sleeps of the poll: a value
+ * "at" N is read from the N-th sleep on (0: from the first read).  Each
+ * register read takes read_ms of the fake clock, each sleep its length.
+ */
 struct nvgrace_fake_gpu {
-	const struct nvgrace_ready_case *c;
-	u64 now;		/* the fake clock, in ms */
+	const void *c;
+	u64 now;
 	unsigned int sleeps;
 	unsigned int bad_sleeps;	/* not of NVGRACE_READY_POLL_MS */
 	unsigned int bad_reads;		/* of another register */
+	unsigned int read_ms;
+	unsigned int killed_in;		/* the sleep a fatal signal cuts */
+	unsigned int err_at;		/* from this sleep on, read fails */
+	int err;			/* with this errno */
+	u64 valid_seen;			/* CXL: clock at the first valid read */
+	u32 (*value)(struct nvgrace_fake_gpu *gpu, unsigned int offset);
 };
 
-static u32 nvgrace_fake_read(void *ctx, unsigned int offset)
+static int nvgrace_fake_read(void *ctx, unsigned int offset, u32 *val)
 {
 	struct nvgrace_fake_gpu *gpu = ctx;
-	unsigned int at;
 
-	gpu->now += gpu->c->read_ms;
-	if (offset == NVGRACE_READY_C2C_LINK) {
-		at = gpu->c->link_at;
-	} else if (offset == NVGRACE_READY_HBM_TRAINING) {
-		at = gpu->c->hbm_at;
-	} else {
-		gpu->bad_reads++;
-		return 0;
-	}
-	return gpu->sleeps >= at ? gpu->c->after : gpu->c->before;
+	gpu->now += gpu->read_ms;
+	if (gpu->err && gpu->sleeps >= gpu->err_at)
+		return gpu->err;
+	*val = gpu->value(gpu, offset);
+	return 0;
 }
 
 static bool nvgrace_fake_sleep(void *ctx, unsigned int ms)
@@ -389,7 +366,7 @@ static bool nvgrace_fake_sleep(void *ctx, unsigned int ms)
 		gpu->bad_sleeps++;
 	gpu->sleeps++;
 	gpu->now += ms;
-	return gpu->sleeps != gpu->c->killed_in;
+	return gpu->sleeps != gpu->killed_in;
 }
 
 static u64 nvgrace_fake_now(void *ctx)
@@ -405,22 +382,248 @@ static const struct nvgrace_ready_ops nvgrace_fake_ready_ops = {
 	.now_ms = nvgrace_fake_now,
 };
 
+/* The BAR0 registers */
+struct nvgrace_ready_case {
+	const char *name;
+	unsigned int link_at;	/* when the register reads "after" */
+	unsigned int hbm_at;
+	u32 after;		/* what it reads from then on; 0 before */
+	bool hbm_ones;		/* HBM training reads all-ones throughout */
+	unsigned int read_ms;
+	unsigned int killed_in;
+	unsigned int err_at;
+	int err;
+	int ret;
+	unsigned int waited;
+	unsigned int sleeps;
+};
+
+/*
+ * Each poll reads both registers, and "waited" ends with the last sleep
+ * that was not cut short: 10 polls of two 50 ms reads and a 100 ms sleep
+ * are 2000 ms.
+ */
+static const struct nvgrace_ready_case nvgrace_ready_cases[] = {
+	{ "ready at once", 0, 0, 0xff, .ret = 0, .waited = 0, .sleeps = 0 },
+	{ "link ready after 5 polls", 5, 0, 0xff, .waited = 500, .sleeps = 5 },
+	{ "link after 3, HBM after 12 polls", 3, 12, 0xff, .waited = 1200,
+	  .sleeps = 12 },
+	{ "ready at the deadline", 300, 300, 0xff, .waited = 30000,
+	  .sleeps = 300 },
+	{ "ready one poll after the deadline", 301, 0, 0xff, .ret = -ETIME,
+	  .sleeps = 300 },
+	{ "never ready", NEVER, NEVER, 0xff, .ret = -ETIME, .sleeps = 300 },
+	{ "link ready, HBM never", 0, NEVER, 0xff, .ret = -ETIME,
+	  .sleeps = 300 },
+	{ "0x1ff is not 0xff", 0, 0, 0x1ff, .ret = -ETIME, .sleeps = 300 },
+	{ "gone: all-ones at once", 0, 0, 0xffffffff, .ret = -ENODEV,
+	  .sleeps = 0 },
+	{ "gone after 7 polls: link all-ones", 7, NEVER, 0xffffffff,
+	  .ret = -ENODEV, .waited = 700, .sleeps = 7 },
+	{ "gone: HBM all-ones, link ready", 0, 0, 0xff, .hbm_ones = true,
+	  .ret = -ENODEV, .sleeps = 0 },
+	{ "slow reads keep the bound", NEVER, NEVER, 0xff, .read_ms = 50,
+	  .ret = -ETIME, .sleeps = 150 },
+	{ "slow reads, ready after 10 polls", 10, 0, 0xff, .read_ms = 50,
+	  .waited = 2000, .sleeps = 10 },
+	{ "fatal signal in the 7th sleep", NEVER, NEVER, 0xff, .killed_in = 7,
+	  .ret = -EINTR, .waited = 600, .sleeps = 7 },
+	{ "BAR0 stops decoding at the 4th poll", NEVER, NEVER, 0xff,
+	  .err_at = 4, .err = -EIO, .ret = -EIO, .waited = 400, .sleeps = 4 },
+	{ "a reset starts at the 2nd poll", NEVER, NEVER, 0xff, .err_at = 2,
+	  .err = -EAGAIN, .ret = -EAGAIN, .waited = 200, .sleeps = 2 },
+};
+
+KUNIT_ARRAY_PARAM_DESC(nvgrace_ready, nvgrace_ready_cases, name);
+
+static u32 nvgrace_fake_bar0(struct nvgrace_fake_gpu *gpu, unsigned int offset)
+{
+	const struct nvgrace_ready_case *c = gpu->c;
+	unsigned int at;
+
+	if (offset == NVGRACE_READY_C2C_LINK) {
+		at = c->link_at;
+	} else if (offset == NVGRACE_READY_HBM_TRAINING) {
+		if (c->hbm_ones)
+			return 0xffffffff;
+		at = c->hbm_at;
+	} else {
+		gpu->bad_reads++;
+		return 0;
+	}
+	return gpu->sleeps >= at ? c->after : 0;
+}
+
 static void nvgrace_test_ready(struct kunit *test)
 {
 	const struct nvgrace_ready_case *c = test->param_value;
-	/* The clock does not start at 0 */
-	struct nvgrace_fake_gpu gpu = { .c = c, .now = 123456789 };
+	struct nvgrace_fake_gpu gpu = {
+		.c = c, .now = START, .value = nvgrace_fake_bar0,
+		.read_ms = c->read_ms, .killed_in = c->killed_in,
+		.err_at = c->err_at, .err = c->err,
+	};
+	struct nvgrace_ready_src src = { .cxl_dvsec = 0 };
+	struct nvgrace_ready_report rep;
 
 	KUNIT_EXPECT_EQ(test, nvgrace_mem_poll_ready(&nvgrace_fake_ready_ops,
-						     &gpu), c->ret);
+						     &gpu, &src, &rep), c->ret);
 	KUNIT_EXPECT_EQ(test, gpu.sleeps, c->sleeps);
 	KUNIT_EXPECT_EQ(test, gpu.bad_sleeps, 0);
 	KUNIT_EXPECT_EQ(test, gpu.bad_reads, 0);
-	/* A timeout comes at the deadline, not before or much after it */
 	if (c->ret == -ETIME) {
-		KUNIT_EXPECT_GE(test, gpu.now - 123456789, 30000);
-		KUNIT_EXPECT_LE(test, gpu.now - 123456789,
-				30000 + 2 * c->read_ms);
+		/* A timeout comes at the deadline, not before or much after */
+		KUNIT_EXPECT_GE(test, gpu.now - START, 30000);
+		KUNIT_EXPECT_LE(test, gpu.now - START, 30000 + 2 * c->read_ms);
+		KUNIT_EXPECT_STREQ(test, rep.what, "C2C link and HBM training");
+		KUNIT_EXPECT_EQ(test, rep.limit_ms, 30000);
+		KUNIT_EXPECT_EQ(test, rep.val[0],
+				gpu.sleeps >= c->link_at ? c->after : 0);
+	} else {
+		KUNIT_EXPECT_EQ(test, rep.waited_ms, c->waited);
+	}
+	if (!c->ret)
+		KUNIT_EXPECT_NULL(test, rep.what);
+}
+
+/* The CXL Device DVSEC, at a made-up offset */
+#define FAKE_DVSEC	0x300
+
+struct nvgrace_cxl_case {
+	const char *name;
+	unsigned int valid_at;
+	unsigned int active_at;
+	unsigned int code;	/* Memory_Active_Timeout */
+	unsigned int gone_at;	/* reads all-ones from then on */
+	unsigned int read_ms;
+	unsigned int killed_in;
+	unsigned int err_at;
+	int err;
+	int ret;
+	const char *what;	/* on -ETIME */
+	unsigned int limit;	/* on -ETIME */
+	unsigned int waited;
+	unsigned int sleeps;
+};
+
+static const struct nvgrace_cxl_case nvgrace_cxl_cases[] = {
+	{ "ready at once", 0, 0, 0, NEVER, .sleeps = 0 },
+	{ "valid after 5 polls, active with it", 5, 5, 0, NEVER,
+	  .waited = 500, .sleeps = 5 },
+	{ "valid at its 1 s deadline", 10, 10, 0, NEVER, .waited = 1000,
+	  .sleeps = 10 },
+	{ "valid one poll late", 11, 11, 0, NEVER, .ret = -ETIME,
+	  .what = "Memory_Info_Valid", .limit = 1000, .sleeps = 10 },
+	{ "valid never, 256 s code", NEVER, 0, 4, NEVER, .ret = -ETIME,
+	  .what = "Memory_Info_Valid", .limit = 1000, .sleeps = 10 },
+	{ "active late: 3 s of 4 s", 0, 30, 1, NEVER, .waited = 3000,
+	  .sleeps = 30 },
+	{ "active at its 1 s deadline", 3, 13, 0, NEVER, .waited = 1300,
+	  .sleeps = 13 },
+	{ "active one poll after its 1 s deadline", 3, 14, 0, NEVER,
+	  .ret = -ETIME, .what = "Memory_Active", .limit = 1000,
+	  .sleeps = 13 },
+	{ "256 s code, active after 2 s", 0, 20, 4, NEVER, .waited = 2000,
+	  .sleeps = 20 },
+	{ "code 0: never active, 1000 ms", 0, NEVER, 0, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 1000, .sleeps = 10 },
+	{ "code 1: never active, 4000 ms", 0, NEVER, 1, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 4000, .sleeps = 40 },
+	{ "code 2: never active, 16000 ms", 0, NEVER, 2, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 16000, .sleeps = 160 },
+	{ "code 3: never active, 64000 ms", 0, NEVER, 3, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 64000, .sleeps = 640 },
+	{ "code 4: never active, 256000 ms", 0, NEVER, 4, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 256000, .sleeps = 2560 },
+	{ "code 5: never active, 256000 ms", 0, NEVER, 5, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 256000, .sleeps = 2560 },
+	{ "code 6: never active, 256000 ms", 0, NEVER, 6, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 256000, .sleeps = 2560 },
+	{ "code 7: never active, 256000 ms", 0, NEVER, 7, NEVER, .ret = -ETIME,
+	  .what = "Memory_Active", .limit = 256000, .sleeps = 2560 },
+	{ "slow reads keep the bound", 0, NEVER, 0, NEVER, .read_ms = 50,
+	  .ret = -ETIME, .what = "Memory_Active", .limit = 1000,
+	  .sleeps = 7 },
+	{ "gone: all-ones at once", 0, 0, 0, 0, .ret = -ENODEV, .sleeps = 0 },
+	{ "gone while waiting for active", 0, NEVER, 1, 25, .ret = -ENODEV,
+	  .waited = 2500, .sleeps = 25 },
+	{ "fatal signal while waiting for active", 0, NEVER, 1, NEVER,
+	  .killed_in = 12, .ret = -EINTR, .waited = 1100, .sleeps = 12 },
+	{ "a reset starts while waiting for valid", NEVER, NEVER, 0, NEVER,
+	  .err_at = 3, .err = -EAGAIN, .ret = -EAGAIN, .waited = 300,
+	  .sleeps = 3 },
+};
+
+KUNIT_ARRAY_PARAM_DESC(nvgrace_cxl, nvgrace_cxl_cases, name);
+
+static u32 nvgrace_fake_cxl(struct nvgrace_fake_gpu *gpu, unsigned int offset)
+{
+	const struct nvgrace_cxl_case *c = gpu->c;
+	u32 val = c->code << 13;
+
+	if (offset != FAKE_DVSEC + NVGRACE_CXL_RANGE1_SIZE_LOW) {
+		gpu->bad_reads++;
+		return 0;
+	}
+	if (gpu->sleeps >= c->gone_at)
+		return 0xffffffff;
+	if (gpu->sleeps >= c->valid_at) {
+		val |= NVGRACE_CXL_MEM_INFO_VALID;
+		if (!gpu->valid_seen)
+			gpu->valid_seen = gpu->now;
+	}
+	if (gpu->sleeps >= c->active_at)
+		val |= NVGRACE_CXL_MEM_ACTIVE;
+	/* The size bits (31:28) say nothing of readiness */
+	return val | 0x30000000;
+}
+
+static void nvgrace_test_cxl(struct kunit *test)
+{
+	const struct nvgrace_cxl_case *c = test->param_value;
+	struct nvgrace_fake_gpu gpu = {
+		.c = c, .now = START, .value = nvgrace_fake_cxl,
+		.read_ms = c->read_ms, .killed_in = c->killed_in,
+		.err_at = c->err_at, .err = c->err,
+	};
+	struct nvgrace_ready_src src = { .cxl_dvsec = FAKE_DVSEC };
+	struct nvgrace_ready_report rep;
+	u64 from;
+
+	KUNIT_EXPECT_EQ(test, nvgrace_mem_poll_ready(&nvgrace_fake_ready_ops,
+						     &gpu, &src, &rep), c->ret);
+	KUNIT_EXPECT_EQ(test, gpu.sleeps, c->sleeps);
+	KUNIT_EXPECT_EQ(test, gpu.bad_sleeps, 0);
+	KUNIT_EXPECT_EQ(test, gpu.bad_reads, 0);
+	if (c->ret != -ETIME) {
+		KUNIT_EXPECT_EQ(test, rep.waited_ms, c->waited);
+		if (!c->ret)
+			KUNIT_EXPECT_NULL(test, rep.what);
+		return;
+	}
+
+	KUNIT_EXPECT_STREQ(test, rep.what, c->what);
+	KUNIT_EXPECT_EQ(test, rep.limit_ms, c->limit);
+	/* Memory_Active is timed from the read that found the size valid */
+	from = strcmp(c->what, "Memory_Active") ? START : gpu.valid_seen;
+	KUNIT_EXPECT_GE(test, gpu.now - from, c->limit);
+	KUNIT_EXPECT_LE(test, gpu.now - from, c->limit + 2 * c->read_ms);
+}
+
+static void nvgrace_test_cxl_timeout_codes(struct kunit *test)
+{
+	static const unsigned int ms[8] = {
+		1000, 4000, 16000, 64000, 256000, 256000, 256000, 256000
+	};
+	unsigned int code;
+
+	for (code = 0; code < 8; code++) {
+		/* The other bits of the register do not change it */
+		KUNIT_EXPECT_EQ(test, nvgrace_mem_cxl_active_timeout_ms(code << 13),
+				ms[code]);
+		KUNIT_EXPECT_EQ(test,
+				nvgrace_mem_cxl_active_timeout_ms(code << 13 |
+								  0xffff1fff),
+				ms[code]);
 	}
 }
 
@@ -799,6 +1002,8 @@ static struct kunit_case nvgrace_mem_test_cases[] = {
 			 nvgrace_split_whole_gen_params),
 	KUNIT_CASE_PARAM(nvgrace_test_dvsec, nvgrace_dvsec_gen_params),
 	KUNIT_CASE_PARAM(nvgrace_test_ready, nvgrace_ready_gen_params),
+	KUNIT_CASE_PARAM(nvgrace_test_cxl, nvgrace_cxl_gen_params),
+	KUNIT_CASE(nvgrace_test_cxl_timeout_codes),
 	KUNIT_CASE_PARAM(nvgrace_test_clip, nvgrace_clip_gen_params),
 	{}
 };

@@ -22,8 +22,15 @@
  * function after loading, unbind it before unloading: the driver reads the
  * DVSEC at probe time.
  *
+ * With cxl=1 a CXL Device DVSEC (vendor 0x1e98, DVSEC ID 0) follows it, as
+ * on a GPU that reports its memory ready there: its DVSEC Range 1 Size Low
+ * register reads the value of the parameter cxl_size_low, which the test
+ * changes at run time through /sys/module/nvgrace_dvsec/parameters/ (the
+ * other registers of the CXL DVSEC read as zeros).
+ *
  * Parameters: bdf=DDDD:BB:DD.F, caps=<16-bit capability register>,
- * flr=1 (advertise FLR; the function must have a PCI Express capability)
+ * flr=1 (advertise FLR; the function must have a PCI Express capability),
+ * cxl=1, cxl_size_low=<32-bit register>
  */
 
 #include <linux/bitmap.h>
@@ -35,6 +42,11 @@
 #define DVSEC_POS_LATER	0xf00
 #define DVSEC_LEN	0xc
 #define DVSEC_GPU_CAPS	3
+/* The CXL Device DVSEC (CXL 2.0, 8.1.3), right after the NVIDIA one */
+#define CXL_OFFSET	0x10
+#define CXL_LEN		0x3c
+#define CXL_DVSEC_ID	0
+#define CXL_SIZE_LOW	0x1c
 
 static char *bdf;
 module_param(bdf, charp, 0444);
@@ -48,7 +60,17 @@ static bool flr;
 module_param(flr, bool, 0444);
 MODULE_PARM_DESC(flr, "advertise Function Level Reset in PCI_EXP_DEVCAP");
 
+static bool cxl;
+module_param(cxl, bool, 0444);
+MODULE_PARM_DESC(cxl, "add a CXL Device DVSEC after the NVIDIA DVSEC");
+
+static uint cxl_size_low;
+module_param(cxl_size_low, uint, 0644);
+MODULE_PARM_DESC(cxl_size_low, "what DVSEC Range 1 Size Low reads, at any time");
+
 static struct pci_dev *dvsec_pdev;
+/* Config offset of DVSEC Range 1 Size Low, 0 without the CXL DVSEC */
+static int cxl_size_low_pos;
 static struct pci_ops *dvsec_orig_ops;
 /* Config bytes of the function that the module answers, and their values */
 static u8 dvsec_bytes[PCI_CFG_SPACE_EXP_SIZE];
@@ -65,6 +87,16 @@ static bool dvsec_overlaid(int where, int size)
 	       find_next_bit(dvsec_mask, where + size, where) < where + size;
 }
 
+/* An overlaid byte: Range 1 Size Low follows its parameter */
+static u8 dvsec_byte(int pos)
+{
+	int off = pos - cxl_size_low_pos;
+
+	if (cxl_size_low_pos && off >= 0 && off < 4)
+		return READ_ONCE(cxl_size_low) >> (8 * off);
+	return dvsec_bytes[pos];
+}
+
 static int dvsec_read(struct pci_bus *bus, unsigned int devfn, int where,
 		      int size, u32 *val)
 {
@@ -77,7 +109,7 @@ static int dvsec_read(struct pci_bus *bus, unsigned int devfn, int where,
 		if (!test_bit(where + i, dvsec_mask))
 			continue;
 		*val &= ~(0xffU << (8 * i));
-		*val |= (u32)dvsec_bytes[where + i] << (8 * i);
+		*val |= (u32)dvsec_byte(where + i) << (8 * i);
 	}
 	return ret;
 }
@@ -110,6 +142,19 @@ static void dvsec_build(int pos)
 	put_unaligned_le16(DVSEC_GPU_CAPS, p + PCI_DVSEC_HEADER2);
 	put_unaligned_le16(caps, p + PCI_DVSEC_HEADER2 + 2);
 	dvsec_overlay(pos, DVSEC_LEN);
+	if (!cxl)
+		return;
+
+	/* The NVIDIA DVSEC now leads to the CXL one, the last */
+	put_unaligned_le32(PCI_EXT_CAP_ID_DVSEC | 1 << 16 |
+			   (pos + CXL_OFFSET) << 20, p);
+	p += CXL_OFFSET;
+	put_unaligned_le32(PCI_EXT_CAP_ID_DVSEC | 1 << 16, p);
+	put_unaligned_le32(PCI_VENDOR_ID_CXL | 1 << 16 | CXL_LEN << 20,
+			   p + PCI_DVSEC_HEADER1);
+	put_unaligned_le16(CXL_DVSEC_ID, p + PCI_DVSEC_HEADER2);
+	dvsec_overlay(pos + CXL_OFFSET, CXL_LEN);
+	cxl_size_low_pos = pos + CXL_OFFSET + CXL_SIZE_LOW;
 }
 
 /* Where the DVSEC goes; the last capability is made to point to it */
@@ -130,7 +175,7 @@ static int dvsec_place(struct pci_dev *pdev)
 		if (pci_read_config_dword(pdev, pos, &header))
 			return -EIO;
 	}
-	for (i = 0; i < DVSEC_LEN; i += 4) {
+	for (i = 0; i < CXL_OFFSET + CXL_LEN; i += 4) {
 		if (pci_read_config_dword(pdev, DVSEC_POS_LATER + i, &zero) ||
 		    zero)
 			return -EBUSY;
@@ -186,8 +231,9 @@ static int __init dvsec_init(void)
 	dvsec_ops.read = dvsec_read;
 	dvsec_ops.write = dvsec_write;
 	dvsec_orig_ops = pci_bus_set_ops(dvsec_pdev->bus, &dvsec_ops);
-	pci_info(dvsec_pdev, "NVIDIA DVSEC %u at %#x, capabilities %#x%s\n",
-		 DVSEC_GPU_CAPS, pos, caps, flr ? ", FLR" : "");
+	pci_info(dvsec_pdev, "NVIDIA DVSEC %u at %#x, capabilities %#x%s%s\n",
+		 DVSEC_GPU_CAPS, pos, caps, flr ? ", FLR" : "",
+		 cxl ? ", CXL Device DVSEC" : "");
 	return 0;
 }
 
@@ -201,4 +247,4 @@ module_init(dvsec_init);
 module_exit(dvsec_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("nvgrace-gpu-vfio-pci test rig: an NVIDIA DVSEC on a stand-in GPU");
+MODULE_DESCRIPTION("nvgrace-gpu-vfio-pci test rig: an NVIDIA DVSEC, and a CXL one, on a stand-in GPU");

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -39,6 +40,7 @@
 
 #define GPU		"0000:00:05.0"
 #define GPU_PLAIN	"0000:00:06.0"	/* no GPU memory: plain vfio-pci */
+#define GPU_ODD		"0000:00:09.0"
 #define RES		VFIO_PCI_BAR2_REGION_INDEX
 #define USE		VFIO_PCI_BAR4_REGION_INDEX
 #define SZ_4K		0x1000UL	/* a size of its own, not the page size */
@@ -350,6 +352,7 @@ FIXTURE_TEARDOWN(bare)
 {
 	nvg_set_ready(GPU, NVG_READY);
 	nvg_set_ready(GPU_PLAIN, NVG_READY);
+	nvg_set_ready(GPU_ODD, NVG_READY);
 }
 
 TEST_F_TIMEOUT(bare, unbind_while_mapped, 120)
@@ -580,6 +583,7 @@ static double timed_bind(const char *bdf)
 
 struct late_setter {
 	pthread_t thread;
+	const char *bdf;	/* NULL: GPU */
 	int ret;
 };
 
@@ -589,7 +593,7 @@ static void *set_ready_late(void *arg)
 	struct late_setter *l = arg;
 
 	usleep(NVG_LATE * 1e6);
-	l->ret = nvg_set_ready(GPU, NVG_READY);
+	l->ret = nvg_set_ready(l->bdf ?: GPU, NVG_READY);
 	return NULL;
 }
 
@@ -707,6 +711,70 @@ TEST_F_TIMEOUT(bare, bind_never_ready_gpu_times_out, 120)
 	nvg_klog_stop(&log);
 
 	/* Once ready, it binds */
+	ASSERT_EQ(0, nvg_set_ready(GPU, NVG_READY));
+	EXPECT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
+}
+
+/*
+ * Two GPUs that the driver finds when it loads: the first (00:05.0) never
+ * ready, its probe timing out at the bound, the second (00:09.0) ready
+ * NVG_LATE s in.  The driver probes asynchronously, so the second is bound
+ * NVG_LATE s in rather than after the first one's timeout; the module load
+ * itself waits for both probes.
+ */
+TEST_F_TIMEOUT(bare, late_gpus_probe_in_parallel, 120)
+{
+	struct late_setter l = { 0 };
+	double start, odd = -1, load;
+	char path[PATH_MAX];
+	int status;
+	pid_t pid;
+	glob_t g;
+	size_t i;
+
+	/* Only the two GPUs bind when the module loads */
+	ASSERT_EQ(0, glob("/sys/bus/pci/devices/*/driver_override", 0, NULL,
+			  &g));
+	for (i = 0; i < g.gl_pathc; i++)
+		nvg_write_file(g.gl_pathv[i], "\n");
+	globfree(&g);
+	system("rmmod nvgrace_gpu_vfio_pci_kunit 2>/dev/null");
+	ASSERT_EQ(0, system("rmmod nvgrace_gpu_vfio_pci"));
+	ASSERT_EQ(0, nvg_override(GPU, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_override(GPU_ODD, NVG_DRIVER));
+	ASSERT_EQ(0, nvg_set_ready_regs(GPU, NVG_READY, 0));
+	ASSERT_EQ(0, nvg_set_ready(GPU_ODD, 0));
+
+	l.bdf = GPU_ODD;
+	start = nvg_now();
+	ASSERT_EQ(0, pthread_create(&l.thread, NULL, set_ready_late, &l));
+	pid = fork();
+	if (!pid)
+		_exit(system("modprobe nvgrace-gpu-vfio-pci") ? 1 : 0);
+	ASSERT_LT(0, pid);
+	/* The driver link appears when the probe starts, vfio-dev at its end */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev",
+		 GPU_ODD);
+	while (nvg_now() - start < 2 * NVG_READY_BOUND) {
+		if (!access(path, F_OK)) {
+			odd = nvg_now() - start;
+			break;
+		}
+		usleep(10000);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	load = nvg_now() - start;
+	pthread_join(l.thread, NULL);
+	TH_LOG("second GPU bound after %.3f s; module load took %.1f s", odd,
+	       load);
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+	EXPECT_EQ(0, l.ret);
+	EXPECT_LE(NVG_LATE, odd);
+	EXPECT_GT(NVG_LATE + NVG_POLL_INTERVAL + NVG_READY_SLACK, odd);
+	EXPECT_LE(NVG_READY_BOUND, load);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", GPU);
+	EXPECT_NE(0, access(path, F_OK));
+
 	ASSERT_EQ(0, nvg_set_ready(GPU, NVG_READY));
 	EXPECT_EQ(0, nvg_bind(GPU, NVG_DRIVER));
 }

@@ -37,6 +37,7 @@
 #define NVG_LATE		1.5
 #define NVG_MSG_WAITED		": GPU memory ready after "
 #define NVG_MSG_TIMEOUT		": GPU memory not ready after 30000 ms"
+#define NVG_MSG_GONE		": GPU memory not ready: the GPU is gone"
 /*
  * What a wait may take beyond the poll that ends it.  For a GPU that
  * becomes ready: the bind or the access itself, and the wake-up of the

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #define USE	VFIO_PCI_BAR4_REGION_INDEX
 /* Bytes written each side of a boundary */
 #define ACROSS	32
+#define SZ_1M	0x100000UL
 /* A region index past the last region of any device */
 #define NO_REGION	(VFIO_PCI_NUM_REGIONS + 1000)
 /* The stand-ins' own BAR2, bochs-display's MMIO: under a 64 KiB page */
@@ -1549,8 +1551,10 @@ TEST_F(gpu, pat_record_released_at_close)
 /*
  * The kernel maps GPU memory for read() and write() only, in a few blocks:
  * one per block read or written, never more than KMAP_SLOTS, none for a
- * fault of a user mapping, and none left after a reset, so that the CPU
- * cannot prefetch from memory being reset.  On x86 a mapping of each whole
+ * fault of a user mapping, and none left after a reset (VFIO_DEVICE_RESET,
+ * one through sysfs, a hot reset), so that the CPU cannot prefetch from
+ * memory being reset; after a reset a read maps its block only once the
+ * GPU is ready.  On x86 a mapping of each whole
  * region also lives from open to close, for its PAT memory type only.
  */
 TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
@@ -1562,7 +1566,9 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 	int pat = 0;
 #endif
 	__u64 block, blocks = variant->len[USE] / KMAP_SIZE;
+	__u64 marker = 0x6b6d61707321212eULL;
 	int regions = 0;
+	char path[128];
 	unsigned int i;
 	__u8 buf[64];
 
@@ -1603,6 +1609,23 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 	ASSERT_EQ((ssize_t)sizeof(buf),
 		  pread(self->fd, buf, sizeof(buf), nvg_region_offset(USE)));
 	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+
+	/*
+	 * A reset through sysfs, with the GPU not ready after it: a pread()
+	 * then waits, and maps nothing until the GPU is ready
+	 */
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset",
+		 variant->bdf);
+	ASSERT_EQ(0, nvg_write_file(path, "1"));
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	EXPECT_LE(NVG_LATE, pread_when_ready(self->fd, marker));
+	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+	if (!variant->has_hot_reset)
+		return;
+	ASSERT_EQ(0, hot_reset(&self->dev, variant->cdev));
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
 }
 
 TEST_F(gpu, ioeventfd_refused_on_memory_bars)
@@ -1687,9 +1710,15 @@ static int touch_in_child(__u8 *p)
 	return WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
 }
 
-TEST_F(gpu, low_power_blocks_access)
+/*
+ * In a low-power state that user space asked for, read() and write() of
+ * the emulated BARs wake the device, as vfio-pci-core's do for every
+ * region, and faults get SIGBUS, as vfio-pci-core's do
+ */
+TEST_F(gpu, low_power_wakes_rw_faults_sigbus)
 {
-	__u8 *p, buf[8];
+	__u64 marker = 0x6c6f77706f776572ULL, val = 0, pad = 0;
+	__u8 *p;
 
 	p = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
 	ASSERT_NE(MAP_FAILED, p);
@@ -1697,20 +1726,507 @@ TEST_F(gpu, low_power_blocks_access)
 
 	ASSERT_EQ(0, low_power(self->fd, true));
 	EXPECT_EQ(SIGBUS, touch_in_child(p));
-	EXPECT_EQ(-1, pread(self->fd, buf, 8, nvg_region_offset(USE)));
-	EXPECT_EQ(EIO, errno);
-	EXPECT_EQ(-1, pwrite(self->fd, buf, 8, nvg_region_offset(RES)));
-	EXPECT_EQ(EIO, errno);
-	/* The padding is out of reach too, as a real BAR would be */
-	EXPECT_EQ(-1, pread(self->fd, buf, 8, nvg_region_offset(RES) +
-			    variant->bar[RES] - 8));
-	EXPECT_EQ(EIO, errno);
+	EXPECT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(RES)));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(RES)));
+	EXPECT_EQ(marker, val);
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(0x5a, val & 0xff);
+	/* The padding answers too, as a real BAR would once woken */
+	if (variant->len[RES] < variant->bar[RES]) {
+		EXPECT_EQ(8, pread(self->fd, &pad, 8, nvg_region_offset(RES) +
+				   variant->bar[RES] - 8));
+		EXPECT_EQ(~0ULL, pad);
+	}
+	/* The device is still in the low-power state: faults still fail */
+	EXPECT_EQ(SIGBUS, touch_in_child(p));
 
 	ASSERT_EQ(0, low_power(self->fd, false));
 	EXPECT_EQ(0, touch_in_child(p));
-	EXPECT_EQ(8, pread(self->fd, buf, 8, nvg_region_offset(USE)));
-	EXPECT_EQ(0x5a, buf[0]);
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(0x5a, val & 0xff);
 	munmap(p, self->page);
+}
+
+/*
+ * A GPU that is gone answers all-ones: after a reset an access fails at
+ * once, pread() with ENODEV and a fault with SIGBUS, instead of polling to
+ * the 30 s bound; once the registers answer again, the next access works
+ * without a new reset.
+ */
+TEST_F(gpu, reset_gone_fails_fast)
+{
+	__u64 marker = 0x676f6e6521212121ULL, val = 0;
+	struct nvg_klog log;
+	__u8 *p;
+	double t;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	p = map_region(self->fd, USE, self->page, 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, ~0U));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_HBM, ~0U));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	if (!variant->has_reset) {
+		EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_RESET));
+		EXPECT_EQ(EINVAL, errno);
+		/* Not reset: what the registers say does not matter */
+		EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+		EXPECT_EQ(marker, val);
+		goto out;
+	}
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	t = nvg_now();
+	EXPECT_EQ(-1, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(ENODEV, errno);
+	EXPECT_EQ(SIGBUS, touch_in_child(p));
+	t = nvg_now() - t;
+	TH_LOG("pread and fault failed after %.3f s", t);
+	EXPECT_GT(NVG_POLL_INTERVAL, t);
+	EXPECT_LE(1, nvg_klog_count(&log, NVG_MSG_GONE));
+
+	ASSERT_EQ(0, nvg_set_ready(variant->bdf, NVG_READY));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(marker, val);
+	EXPECT_EQ(0, touch_in_child(p));
+out:
+	nvg_klog_stop(&log);
+	munmap(p, self->page);
+}
+
+/*
+ * How a readiness source is made to say ready or not, for the test of the
+ * waits below: BAR0's C2C link register, or the CXL DVSEC's Memory_Active
+ */
+struct ready_ctl {
+	int (*set)(int fd, bool ready);
+	const char *what;
+};
+
+static int bar0_set_ready(int fd, bool ready)
+{
+	return bar0_write32(fd, NVG_READY_LINK, ready ? NVG_READY : 0);
+}
+
+static const struct ready_ctl bar0_ready_ctl = { bar0_set_ready, "BAR0" };
+
+/* An operation run in a thread, timed */
+struct timed_op {
+	pthread_t thread;
+	struct nvg_dev *dev;
+	bool cdev;
+	bool hot_reset;
+	__u64 *map;
+	off_t off;
+	__u64 val;
+	int ret;
+	int err;
+	double took;
+	bool done;
+};
+
+static void timed_op_end(struct timed_op *op, double start, int ret)
+{
+	op->err = ret ? errno : 0;
+	op->ret = ret;
+	op->took = nvg_now() - start;
+	__atomic_store_n(&op->done, true, __ATOMIC_RELEASE);
+}
+
+static bool timed_op_done(struct timed_op *op)
+{
+	return __atomic_load_n(&op->done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Thread A: fault a fresh usemem mapping in with mmap_lock held, as KVM
+ * and type1 do: VFIO_IOMMU_MAP_DMA of it (the group path; iommufd does
+ * not map PFN maps on 6.12), else a load from a child process
+ */
+static void *fault_locked(void *arg)
+{
+	struct timed_op *op = arg;
+	double start = nvg_now();
+	int ret, status;
+	pid_t pid;
+
+	if (!op->cdev) {
+		ret = nvg_dma_map(op->dev, op->map, DMA_IOVA,
+				  sysconf(_SC_PAGESIZE));
+		if (!ret)
+			op->val = __atomic_load_n(op->map, __ATOMIC_RELAXED);
+		timed_op_end(op, start, ret);
+		return NULL;
+	}
+	pid = fork();
+	if (!pid)
+		_exit(__atomic_load_n(op->map, __ATOMIC_RELAXED) == op->val ?
+		      0 : 1);
+	ret = waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      !WEXITSTATUS(status) ? 0 : -1;
+	timed_op_end(op, start, ret);
+	return NULL;
+}
+
+/* Thread B: pread() usemem */
+static void *pread_usemem(void *arg)
+{
+	struct timed_op *op = arg;
+	double start = nvg_now();
+
+	timed_op_end(op, start, pread(op->dev->device_fd, &op->val, 8,
+				      nvg_region_offset(USE) + op->off) == 8 ?
+				0 : -1);
+	return NULL;
+}
+
+/* Thread C: mmap() and munmap() another region (BAR0), for mmap_lock */
+static void *mmap_other(void *arg)
+{
+	struct timed_op *op = arg;
+	size_t page = sysconf(_SC_PAGESIZE);
+	double start = nvg_now();
+	void *p;
+
+	p = mmap(NULL, page, PROT_READ, MAP_SHARED, op->dev->device_fd,
+		 nvg_region_offset(VFIO_PCI_BAR0_REGION_INDEX));
+	timed_op_end(op, start, p == MAP_FAILED ? -1 : munmap(p, page));
+	return NULL;
+}
+
+/* Thread D: read /proc/self/maps, as ps and libvirt do */
+static void *read_maps(void *arg)
+{
+	struct timed_op *op = arg;
+	double start = nvg_now();
+	char buf[4096];
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/self/maps", O_RDONLY);
+	if (fd < 0) {
+		timed_op_end(op, start, -1);
+		return NULL;
+	}
+	do {
+		n = read(fd, buf, sizeof(buf));
+	} while (n > 0);
+	close(fd);
+	timed_op_end(op, start, n < 0 ? -1 : 0);
+	return NULL;
+}
+
+/*
+ * Thread E: write the COMMAND register (vfio-pci-core takes memory_lock
+ * for writing), then VFIO_DEVICE_RESET; or a hot reset of the slot, where
+ * the function has one (vfio-pci-core only tries memory_lock: EBUSY)
+ */
+static void *reset_ops(void *arg)
+{
+	struct timed_op *op = arg;
+	double start = nvg_now();
+	int fd = op->dev->device_fd, ret = -1;
+	__u16 cmd;
+
+	if (op->hot_reset) {
+		timed_op_end(op, start, hot_reset(op->dev, op->cdev));
+		return NULL;
+	}
+	if (nvg_cfg_read(fd, PCI_COMMAND, &cmd, 2) == 2 &&
+	    nvg_cfg_write(fd, PCI_COMMAND, &cmd, 2) == 2)
+		ret = ioctl(fd, VFIO_DEVICE_RESET);
+	timed_op_end(op, start, ret);
+	return NULL;
+}
+
+/* How long C, D, E and the hot reset may take, and then are waited for */
+#define OP_BOUND	1.0
+#define OP_GIVE_UP	5.0
+
+/*
+ * After a reset, while the GPU is not ready, a fault through a path that
+ * holds mmap_lock (A) and a pread() (B) wait; meanwhile mmap() and
+ * munmap() (C), reading /proc/self/maps (D), a config write and a reset
+ * (E) and a hot reset each complete in under OP_BOUND: the waits hold
+ * neither mmap_lock nor memory_lock.  Then the GPU becomes ready, and A and
+ * B complete with the data written before.
+ */
+static void check_waits_hold_no_lock(struct __test_metadata *_metadata,
+				     const char *bdf, struct nvg_dev *dev,
+				     bool cdev, bool has_hot_reset,
+				     const struct ready_ctl *ctl)
+{
+	__u64 marker = 0x6e6f6c6f636b2121ULL;
+	struct timed_op a = { .dev = dev, .cdev = cdev, .val = marker };
+	struct timed_op b = { .dev = dev, .off = 2 * SZ_1M };
+	/* The hot reset from a second device fd, over the group path */
+	struct nvg_dev second = *dev;
+	struct timed_op ops[4] = {
+		{ .dev = dev }, { .dev = dev }, { .dev = dev },
+		{ .dev = &second, .cdev = cdev, .hot_reset = true },
+	};
+	void *(*fns[4])(void *) = { mmap_other, read_maps, reset_ops,
+				    reset_ops };
+	const char *names[4] = { "mmap+munmap", "/proc/self/maps",
+				 "COMMAND write + VFIO_DEVICE_RESET",
+				 "hot reset" };
+	long long page = sysconf(_SC_PAGESIZE);
+	int fd = dev->device_fd, i;
+	double start, ready_at;
+	size_t len = 2 * SZ_1M;
+
+	if (!cdev) {
+		second.device_fd = ioctl(dev->group_fd,
+					 VFIO_GROUP_GET_DEVICE_FD, bdf);
+		ASSERT_LE(0, second.device_fd);
+	}
+	ASSERT_EQ(8, pwrite(fd, &marker, 8, nvg_region_offset(USE) + len));
+	a.map = map_region(fd, USE, len, len, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, a.map);
+	ASSERT_EQ(0, ctl->set(fd, false));
+	ASSERT_EQ(0, ioctl(fd, VFIO_DEVICE_RESET));
+	start = nvg_now();
+	ASSERT_EQ(0, pthread_create(&a.thread, NULL, fault_locked, &a));
+	ASSERT_EQ(0, pthread_create(&b.thread, NULL, pread_usemem, &b));
+	usleep(300000);
+
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&ops[i].thread, NULL, fns[i],
+					    &ops[i]));
+	/* The hot reset after E's reset: both take memory_lock for writing */
+	while (!timed_op_done(&ops[2]) && nvg_now() - start < OP_GIVE_UP)
+		usleep(10000);
+	ASSERT_EQ(0, pthread_create(&ops[3].thread, NULL, fns[3], &ops[3]));
+	for (i = 0; i < 4; i++)
+		while (!timed_op_done(&ops[i]) &&
+		       nvg_now() - start < OP_GIVE_UP)
+			usleep(10000);
+	EXPECT_FALSE(timed_op_done(&a));
+	EXPECT_FALSE(timed_op_done(&b));
+
+	ready_at = nvg_now() - start;
+	ASSERT_EQ(0, ctl->set(fd, true));
+	pthread_join(a.thread, NULL);
+	pthread_join(b.thread, NULL);
+	for (i = 0; i < 4; i++) {
+		pthread_join(ops[i].thread, NULL);
+		TH_LOG("%s: %s, %.3f s", names[i],
+		       ops[i].ret ? strerror(ops[i].err) : "done", ops[i].took);
+		EXPECT_GT(OP_BOUND, ops[i].took);
+		/* No hot reset on the root bus */
+		EXPECT_EQ(i < 3 || has_hot_reset ? 0 : ENODEV,
+			  ops[i].ret ? ops[i].err : 0);
+	}
+	TH_LOG("%s ready after %.3f s; A %s in %.3f s, B in %.3f s",
+	       ctl->what, ready_at, cdev ? "(load)" : "(MAP_DMA)", a.took,
+	       b.took);
+	EXPECT_EQ(0, a.ret) {
+		TH_LOG("A: %s", strerror(a.err));
+	}
+	EXPECT_EQ(0, b.ret);
+	EXPECT_EQ(marker, a.val);
+	EXPECT_EQ(marker, b.val);
+	/* They were started 0.3 s before the operations: they waited */
+	EXPECT_LE(ready_at - 0.3, a.took);
+	EXPECT_LE(ready_at - 0.3, b.took);
+	if (!cdev && !a.ret)
+		EXPECT_EQ(page, nvg_dma_unmap(dev, DMA_IOVA, page));
+	if (!cdev)
+		close(second.device_fd);
+	munmap(a.map, len);
+}
+
+TEST_F(gpu, waits_hold_no_lock)
+{
+	if (!variant->has_reset) {
+		EXPECT_EQ(-1, ioctl(self->fd, VFIO_DEVICE_RESET));
+		EXPECT_EQ(EINVAL, errno);
+		return;
+	}
+	check_waits_hold_no_lock(_metadata, variant->bdf, &self->dev,
+				 variant->cdev, variant->has_hot_reset,
+				 &bar0_ready_ctl);
+}
+
+#define AER_FILE	"/sys/kernel/debug/nvgrace_aer"
+
+/* Whether child @pid exited with status 0 */
+static bool child_ok(pid_t pid)
+{
+	int status;
+
+	return waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	       !WEXITSTATUS(status);
+}
+
+/* Take @bdf through an AER recovery with @ms in it, from a child */
+static pid_t aer_recover_start(const char *bdf, unsigned int ms)
+{
+	char cmd[64];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "%s %u", bdf, ms);
+	pid = fork();
+	if (!pid)
+		_exit(nvg_write_file(AER_FILE, cmd) ? 1 : 0);
+	return pid;
+}
+
+/*
+ * An AER recovery of a frozen link (tests/aer takes the function through
+ * its steps, 1 s from error_detected to the reset and resume): the kernel
+ * mappings of read() and write() go at error_detected, a pread() started
+ * during the recovery waits through it and then for the GPU, and maps its
+ * block only once the GPU is ready.  On the root bus there is no link.
+ */
+TEST_F(gpu, aer_recovery_drops_kernel_maps_and_waits)
+{
+	__u64 end = variant->base + variant->len[USE] + variant->len[RES];
+	__u64 marker = 0x6165727265636f76ULL;
+	struct timed_op rd = { .dev = &self->dev };
+	double start, recovered;
+	int pat = 0;
+	pid_t pid;
+
+#if defined(__x86_64__)
+	pat = variant->len[RES] ? 2 : 1;
+#endif
+	system("insmod /lib/nvgrace_aer.ko 2>/dev/null");
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, 0));
+	pid = aer_recover_start(variant->bdf, 1000);
+	ASSERT_LT(0, pid);
+	if (!variant->has_hot_reset) {
+		EXPECT_FALSE(child_ok(pid));
+		EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+		return;
+	}
+	start = nvg_now();
+	usleep(300000);
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	ASSERT_EQ(0, pthread_create(&rd.thread, NULL, pread_usemem, &rd));
+	EXPECT_TRUE(child_ok(pid));
+	recovered = nvg_now() - start;
+	usleep(300000);
+	EXPECT_FALSE(timed_op_done(&rd));
+	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	ASSERT_EQ(0, bar0_write32(self->fd, NVG_READY_LINK, NVG_READY));
+	pthread_join(rd.thread, NULL);
+	TH_LOG("recovery took %.3f s; the pread in it %.3f s", recovered,
+	       rd.took);
+	EXPECT_EQ(0, rd.ret);
+	EXPECT_EQ(marker, rd.val);
+	/* It started 0.3 s into the recovery, and waited to its end */
+	EXPECT_LE(recovered - 0.3, rd.took);
+	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+}
+
+struct offset_flipper {
+	pthread_t thread;
+	__u64 *offset;
+	__u64 a, b;
+	bool stop;
+};
+
+static void *flip_offset(void *arg)
+{
+	struct offset_flipper *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_RELAXED)) {
+		__atomic_store_n(f->offset, f->a, __ATOMIC_RELAXED);
+		__atomic_store_n(f->offset, f->b, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+#define RACE_ROUNDS	5000
+
+/*
+ * How many claims named @name /proc/iomem lists at physical address
+ * @start (a BAR claimed by a driver shows below the BAR's own line)
+ */
+static int iomem_claims(__u64 start, const char *name)
+{
+	unsigned long long first, last;
+	char line[256], owner[128];
+	int n = 0;
+	FILE *f;
+
+	f = fopen("/proc/iomem", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " %llx-%llx : %127[^\n]", &first, &last,
+			   owner) == 3 && first == start && !strcmp(owner, name))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A thread flips the offset of an ioeventfd request between BAR0, where
+ * ioeventfds work, and the GPU's own BAR2 that resmem hides, while another
+ * loops on the ioctl.  The two offsets differ in the region index only,
+ * so that a copy torn between them is one of the two.  Whatever
+ * vfio-pci-core reads, it never maps the hidden BAR for an ioeventfd (it
+ * would claim it as "vfio" first): the driver holds the claim, each
+ * ioeventfd set up is found at BAR0, and each refusal is the driver's
+ * (ENOTTY) or vfio-pci-core's, which cannot claim the BAR (EBUSY).
+ */
+TEST_F(gpu, ioeventfd_race_never_reaches_hidden_bar)
+{
+	struct vfio_device_ioeventfd ioev = {
+		.argsz = sizeof(ioev),
+		.flags = VFIO_DEVICE_IOEVENTFD_32,
+	};
+	struct vfio_device_ioeventfd del = ioev;
+	struct offset_flipper f = {
+		.offset = (__u64 *)&ioev.offset,
+		.a = nvg_region_offset(VFIO_PCI_BAR0_REGION_INDEX) + 0x500,
+		.b = nvg_region_offset(RES) + 0x500,
+	};
+	unsigned int i, set = 0, ours = 0, core = 0, elsewhere = 0, other = 0;
+	int efd = eventfd(0, 0), err = 0;
+	__u64 bar2;
+
+	ASSERT_EQ(0, nvg_bar_start(variant->bdf, 2, &bar2));
+	EXPECT_EQ(1, iomem_claims(bar2, NVG_DRIVER " (hidden)"));
+	ASSERT_LE(0, efd);
+	ioev.fd = efd;
+	del.fd = -1;
+	del.offset = f.a;
+	ASSERT_EQ(0, pthread_create(&f.thread, NULL, flip_offset, &f));
+	for (i = 0; i < RACE_ROUNDS; i++) {
+		ioev.data = i;
+		if (!ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &ioev)) {
+			set++;
+			del.data = i;
+			if (ioctl(self->fd, VFIO_DEVICE_IOEVENTFD, &del)) {
+				elsewhere++;
+				err = errno;
+			}
+		} else if (errno == ENOTTY) {
+			ours++;
+		} else if (errno == EBUSY) {
+			core++;
+		} else {
+			other++;
+			err = errno;
+		}
+	}
+	__atomic_store_n(&f.stop, true, __ATOMIC_RELAXED);
+	pthread_join(f.thread, NULL);
+	TH_LOG("%u rounds: %u set at BAR0, %u refused by the driver, %u by vfio-pci-core",
+	       RACE_ROUNDS, set, ours, core);
+	EXPECT_EQ(0, iomem_claims(bar2, "vfio"));
+	EXPECT_EQ(0, other) {
+		TH_LOG("%u other errors, the last %s", other, strerror(err));
+	}
+	/* Found neither at BAR0 nor, since it is refused, removable at BAR2 */
+	if (elsewhere)
+		TH_LOG("%u set but not found at BAR0 (%s)", elsewhere,
+		       strerror(err));
+	close(efd);
 }
 
 /*
@@ -2455,6 +2971,258 @@ TEST_F(flr, flr_resets_bars_and_waits)
 }
 
 /* ---- The test machine itself ---- */
+
+/* ---- A GPU that reports its memory ready in a CXL Device DVSEC ---- */
+
+/* DVSEC Range 1 Size Low, as tests/dvsec makes it read */
+#define CXL_VALID	0x1U
+#define CXL_ACTIVE	0x2U
+#define CXL_CODE(c)	((__u32)(c) << 13)	/* Memory_Active_Timeout */
+#define CXL_SIZE	0x30000000U		/* size bits: not readiness */
+#define CXL_READY	(CXL_SIZE | CXL_CODE(4) | CXL_VALID | CXL_ACTIVE)
+#define CXL_PARAM	"/sys/module/nvgrace_dvsec/parameters/cxl_size_low"
+/* When a late GPU sets Memory_Active */
+#define CXL_LATE	2.0
+
+#define MSG_CXL_VALID	GPU_PORT ": GPU memory not ready: Memory_Info_Valid not set after 1000 ms"
+#define MSG_CXL_ACTIVE	GPU_PORT ": GPU memory not ready: Memory_Active not set after 1000 ms"
+
+static int cxl_set(__u32 val)
+{
+	char buf[16];
+
+	snprintf(buf, sizeof(buf), "%u", val);
+	return nvg_write_file(CXL_PARAM, buf);
+}
+
+/* Set the register to @val @delay seconds from now, from a child */
+static pid_t cxl_set_later(double delay, __u32 val)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		usleep(delay * 1e6);
+		_exit(cxl_set(val) ? 1 : 0);
+	}
+	return pid;
+}
+
+static int cxl_set_ready(int fd, bool ready)
+{
+	return cxl_set(ready ? CXL_READY : CXL_READY & ~CXL_ACTIVE);
+}
+
+static const struct ready_ctl cxl_ready_ctl = { cxl_set_ready, "CXL DVSEC" };
+
+FIXTURE(cxl) {
+	struct nvg_dev dev;
+	int fd;
+};
+
+FIXTURE_VARIANT(cxl) {
+	bool cdev;
+};
+
+FIXTURE_VARIANT_ADD(cxl, group) { .cdev = false };
+FIXTURE_VARIANT_ADD(cxl, cdev) { .cdev = true };
+
+/*
+ * The Blackwell layout (usemem only, 2 GiB) behind the root port, with a
+ * CXL Device DVSEC; its BAR0 registers say not ready, and are not read
+ */
+FIXTURE_SETUP(cxl)
+{
+	char cmd[160];
+
+	ASSERT_EQ(0, nvg_unbind(GPU_PORT));
+	system("rmmod nvgrace_dvsec 2>/dev/null");
+	snprintf(cmd, sizeof(cmd),
+		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=1 cxl=1 cxl_size_low=%u",
+		 GPU_PORT, CXL_READY);
+	ASSERT_EQ(0, system(cmd));
+	ASSERT_EQ(0, nvg_set_ready(GPU_PORT, 0));
+	ASSERT_EQ(0, bind_open(GPU_PORT, variant->cdev, &self->dev)) {
+		TH_LOG("opening %s: %s", GPU_PORT, strerror(errno));
+	}
+	self->fd = self->dev.device_fd;
+}
+
+FIXTURE_TEARDOWN(cxl)
+{
+	dvsec_close(_metadata, GPU_PORT, &self->dev);
+	nvg_set_ready(GPU_PORT, NVG_READY);
+}
+
+/* Close and unbind the GPU, set the register to @val */
+static void cxl_unbind(struct __test_metadata *_metadata,
+		       struct nvg_dev *dev, __u32 val)
+{
+	nvg_close(dev);
+	ASSERT_EQ(0, nvg_unbind(GPU_PORT));
+	ASSERT_EQ(0, cxl_set(val));
+}
+
+/* The probe waits out a late Memory_Active, under a 256 s timeout */
+TEST_F(cxl, probe_waits_for_memory_active)
+{
+	struct nvg_klog log;
+	pid_t pid;
+	double t;
+
+	cxl_unbind(_metadata, &self->dev, CXL_SIZE | CXL_CODE(4) | CXL_VALID);
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	pid = cxl_set_later(CXL_LATE, CXL_READY);
+	ASSERT_LT(0, pid);
+	t = nvg_now();
+	ASSERT_EQ(0, bind_open(GPU_PORT, variant->cdev, &self->dev));
+	t = nvg_now() - t;
+	self->fd = self->dev.device_fd;
+	EXPECT_TRUE(child_ok(pid));
+	TH_LOG("bind with Memory_Active set %.1f s in: %.3f s", CXL_LATE, t);
+	EXPECT_LE(CXL_LATE, t);
+	EXPECT_GT(CXL_LATE + NVG_POLL_INTERVAL + NVG_READY_SLACK, t);
+	EXPECT_EQ(1, nvg_klog_count(&log, GPU_PORT NVG_MSG_WAITED));
+	nvg_klog_stop(&log);
+}
+
+/*
+ * The probe fails with ETIME after 1 s when Memory_Info_Valid stays clear,
+ * or when Memory_Active does not follow within a 1 s timeout, with one
+ * message that names the bit
+ */
+static void check_cxl_probe_fails(struct __test_metadata *_metadata,
+				  struct nvg_dev *dev, bool cdev, __u32 val,
+				  const char *msg)
+{
+	struct nvg_klog log;
+	double t;
+
+	cxl_unbind(_metadata, dev, val);
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	t = nvg_now();
+	EXPECT_EQ(-1, nvg_bind(GPU_PORT, NVG_DRIVER));
+	t = nvg_now() - t;
+	TH_LOG("probe failed after %.3f s", t);
+	EXPECT_LE(1.0, t);
+	EXPECT_GT(1.0 + NVG_POLL_INTERVAL + NVG_READY_SLACK, t);
+	EXPECT_EQ(1, nvg_klog_count(&log, msg));
+	nvg_klog_stop(&log);
+
+	ASSERT_EQ(0, cxl_set(CXL_READY));
+	ASSERT_EQ(0, bind_open(GPU_PORT, cdev, dev));
+}
+
+TEST_F(cxl, probe_fails_without_memory_info_valid)
+{
+	check_cxl_probe_fails(_metadata, &self->dev, variant->cdev,
+			      CXL_SIZE | CXL_CODE(4) | CXL_ACTIVE,
+			      MSG_CXL_VALID);
+	self->fd = self->dev.device_fd;
+}
+
+TEST_F(cxl, probe_fails_when_memory_active_late)
+{
+	check_cxl_probe_fails(_metadata, &self->dev, variant->cdev,
+			      CXL_SIZE | CXL_CODE(0) | CXL_VALID,
+			      MSG_CXL_ACTIVE);
+	self->fd = self->dev.device_fd;
+}
+
+/*
+ * After a reset an access waits for Memory_Active again, here under the
+ * 256 s timeout and set 2 s later, and then sees the memory as it was
+ */
+TEST_F(cxl, reset_waits_for_memory_active)
+{
+	__u64 marker = 0x63786c7265737421ULL, val = 0;
+	struct nvg_klog log;
+	pid_t pid;
+	double t;
+
+	ASSERT_EQ(8, pwrite(self->fd, &marker, 8, nvg_region_offset(USE)));
+	ASSERT_EQ(0, cxl_set(CXL_SIZE | CXL_CODE(4) | CXL_VALID));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	pid = cxl_set_later(CXL_LATE, CXL_READY);
+	ASSERT_LT(0, pid);
+	t = nvg_now();
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	t = nvg_now() - t;
+	EXPECT_TRUE(child_ok(pid));
+	TH_LOG("pread after the reset: %.3f s", t);
+	EXPECT_EQ(marker, val);
+	EXPECT_LE(CXL_LATE, t);
+	EXPECT_GT(CXL_LATE + NVG_POLL_INTERVAL + NVG_READY_SLACK, t);
+	EXPECT_EQ(1, nvg_klog_count(&log, GPU_PORT NVG_MSG_WAITED));
+	nvg_klog_stop(&log);
+}
+
+/*
+ * Memory_Active never set after a reset, under a 1 s timeout: the access
+ * fails with ETIME (a fault with SIGBUS); the next one polls again and
+ * works once the GPU is ready, with no new reset
+ */
+TEST_F(cxl, reset_times_out_then_retries)
+{
+	__u64 *p, val = 0;
+	struct nvg_klog log;
+	double t;
+
+	p = map_region(self->fd, USE, sysconf(_SC_PAGESIZE), 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, cxl_set(CXL_SIZE | CXL_CODE(0) | CXL_VALID));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	t = nvg_now();
+	EXPECT_EQ(-1, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(ETIME, errno);
+	t = nvg_now() - t;
+	EXPECT_EQ(SIGBUS, touch_in_child((__u8 *)p));
+	TH_LOG("pread failed after %.3f s", t);
+	EXPECT_LE(1.0, t);
+	EXPECT_GT(1.0 + NVG_POLL_INTERVAL + NVG_READY_SLACK, t);
+	EXPECT_LE(1, nvg_klog_count(&log, MSG_CXL_ACTIVE));
+	nvg_klog_stop(&log);
+
+	ASSERT_EQ(0, cxl_set(CXL_READY));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(0, touch_in_child((__u8 *)p));
+	munmap(p, sysconf(_SC_PAGESIZE));
+}
+
+/* A DVSEC that reads all-ones after a reset: the GPU is gone, fail fast */
+TEST_F(cxl, reset_gone_fails_fast)
+{
+	__u64 *p, val = 0;
+	struct nvg_klog log;
+	double t;
+
+	p = map_region(self->fd, USE, sysconf(_SC_PAGESIZE), 0, MAP_SHARED);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, cxl_set(~0U));
+	ASSERT_EQ(0, nvg_klog_start(&log));
+	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
+	t = nvg_now();
+	EXPECT_EQ(-1, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(ENODEV, errno);
+	EXPECT_EQ(SIGBUS, touch_in_child((__u8 *)p));
+	t = nvg_now() - t;
+	TH_LOG("pread and fault failed after %.3f s", t);
+	EXPECT_GT(NVG_POLL_INTERVAL, t);
+	EXPECT_LE(1, nvg_klog_count(&log, GPU_PORT NVG_MSG_GONE));
+	nvg_klog_stop(&log);
+
+	ASSERT_EQ(0, cxl_set(CXL_READY));
+	EXPECT_EQ(8, pread(self->fd, &val, 8, nvg_region_offset(USE)));
+	EXPECT_EQ(0, touch_in_child((__u8 *)p));
+	munmap(p, sysconf(_SC_PAGESIZE));
+}
+
+TEST_F(cxl, waits_hold_no_lock)
+{
+	check_waits_hold_no_lock(_metadata, GPU_PORT, &self->dev,
+				 variant->cdev, true, &cxl_ready_ctl);
+}
 
 /* The GPU memory of the stand-ins must not be RAM the kernel uses */
 TEST(device_memory_is_not_system_ram)

@@ -129,7 +129,7 @@ build_userland() {
 	cflags="-static -O2 -Wall -Werror -I$NVG_OUT/usr/include"
 	mkdir -p "$VM/root/bin"
 	# shellcheck disable=SC2086
-	$cc $cflags -I"$NVG_KSRC/tools/testing/selftests" \
+	$cc $cflags -pthread -I"$NVG_KSRC/tools/testing/selftests" \
 		-o "$VM/root/bin/nvgrace_vfio_test" \
 		"$sel/nvgrace_vfio_test.c" "$sel/nvgrace_vfio.c"
 	# shellcheck disable=SC2086
@@ -182,7 +182,8 @@ build_rootfs() {
 	cp "$NVG_OUT/pte_probe/nvgrace_pte_probe.ko" \
 		"$NVG_OUT/guard/nvgrace_guard.ko" \
 		"$NVG_OUT/dvsec/nvgrace_dvsec.ko" \
-		"$NVG_OUT/control/nvgrace_control.ko" "$VM/root/lib/"
+		"$NVG_OUT/control/nvgrace_control.ko" \
+		"$NVG_OUT/aer/nvgrace_aer.ko" "$VM/root/lib/"
 	# The upstream driver, for the benchmark (tests/run-bench.sh)
 	if [ "$MODE" = bench ]; then
 		cp "$NVG_OUT/upstream/nvgrace-gpu-vfio-pci-upstream.ko" \

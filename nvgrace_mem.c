@@ -295,6 +295,15 @@ static int nvgrace_ready_cxl_active(const struct nvgrace_ready_ops *ops,
 	return ret ?: (*val & both) == both;
 }
 
+/* One read of whether the GPU memory is ready, as the last stage tells */
+static int nvgrace_ready_now(const struct nvgrace_ready_ops *ops, void *ctx,
+			     const struct nvgrace_ready_src *src, u32 *val)
+{
+	if (!src->cxl_dvsec)
+		return nvgrace_ready_bar0(ops, ctx, 0, val);
+	return nvgrace_ready_cxl_active(ops, ctx, src->cxl_dvsec, val);
+}
+
 /*
  * Run @test at once, then every NVGRACE_READY_POLL_MS until it holds or
  * @limit_ms have passed; the last test is at or after the deadline.
@@ -487,6 +496,22 @@ static const struct nvgrace_ready_ops nvgrace_ready_io_ops = {
 	.now_ms	= nvgrace_ready_io_now_ms,
 };
 
+/*
+ * Set @io up for reads after a reset: BAR0, for the BAR0 registers, is
+ * mapped from open to close (nvgrace_gpu_enable_mem())
+ */
+static void nvgrace_ready_io_init(struct nvgrace_ready_io *io,
+				  struct nvgrace_gpu_device *nvdev, bool locked)
+{
+	*io = (struct nvgrace_ready_io) {
+		.pdev = nvdev->core.pdev,
+		.nvdev = nvdev,
+		.locked = locked,
+	};
+	if (!nvdev->ready_src.cxl_dvsec)
+		io->bar0 = nvdev->core.barmap[0];
+}
+
 /* Log how a poll ended: once when it waited, once when it failed */
 static void nvgrace_mem_log_ready(struct pci_dev *pdev,
 				  const struct nvgrace_ready_src *src, int ret,
@@ -623,18 +648,24 @@ static bool nvgrace_mem_ready(struct nvgrace_gpu_device *nvdev)
 }
 
 /*
- * Sleep while a reset is under way; then set *@seq to the reset_seq that
- * the poll is for.  reset_seq is read before resetting: a reset that
+ * Whether a reset is under way; *@seq gets the reset_seq that a poll
+ * starting now is for.  reset_seq is read before resetting: a reset that
  * starts after the read of resetting changes reset_seq, which every
  * register read then looks at.
  */
+static bool nvgrace_mem_resetting(struct nvgrace_gpu_device *nvdev, int *seq)
+{
+	*seq = atomic_read(&nvdev->reset_seq);
+	smp_rmb();	/* pairs with nvgrace_mem_reset_start() */
+	return atomic_read(&nvdev->resetting);
+}
+
+/* Sleep while a reset is under way; then *@seq is the poll's reset_seq */
 static int nvgrace_mem_wait_reset_end(struct nvgrace_gpu_device *nvdev,
 				      int *seq)
 {
 	for (;;) {
-		*seq = atomic_read(&nvdev->reset_seq);
-		smp_rmb();	/* pairs with nvgrace_mem_reset_start() */
-		if (!atomic_read(&nvdev->resetting))
+		if (!nvgrace_mem_resetting(nvdev, seq))
 			return 0;
 		/* An AER recovery that failed ends no reset */
 		if (pci_dev_is_disconnected(nvdev->core.pdev))
@@ -648,22 +679,17 @@ static int nvgrace_mem_wait_reset_end(struct nvgrace_gpu_device *nvdev,
  * Poll, with ready_lock held, until the GPU memory is ready after the
  * resets so far.  A reset that starts meanwhile makes the poll start
  * again, once it has ended.  The device is kept out of runtime suspend
- * for the poll, and BAR0, for the BAR0 registers, is mapped from open to
- * close (nvgrace_gpu_enable_mem()).
+ * for the poll.
  */
 static int nvgrace_mem_poll_after_reset(struct nvgrace_gpu_device *nvdev)
 {
 	struct pci_dev *pdev = nvdev->core.pdev;
-	struct nvgrace_ready_io io = {
-		.pdev = pdev,
-		.nvdev = nvdev,
-	};
 	struct nvgrace_ready_report rep = {};
+	struct nvgrace_ready_io io;
 	int pm, ret;
 
 	lockdep_assert_held(&nvdev->ready_lock);
-	if (!nvdev->ready_src.cxl_dvsec)
-		io.bar0 = nvdev->core.barmap[0];
+	nvgrace_ready_io_init(&io, nvdev, false);
 
 	/* -EINVAL: runtime PM is off, and the device stays as it is */
 	pm = pm_runtime_get_if_active(&pdev->dev);
@@ -731,11 +757,7 @@ static int nvgrace_mem_wait_ready(struct nvgrace_gpu_device *nvdev)
  */
 static int nvgrace_mem_try_ready(struct nvgrace_gpu_device *nvdev)
 {
-	struct nvgrace_ready_io io = {
-		.pdev = nvdev->core.pdev,
-		.nvdev = nvdev,
-		.locked = true,
-	};
+	struct nvgrace_ready_io io;
 	u32 val[2];
 	int ret;
 
@@ -745,17 +767,12 @@ static int nvgrace_mem_try_ready(struct nvgrace_gpu_device *nvdev)
 	if (!mutex_trylock(&nvdev->ready_lock))
 		return -EAGAIN;
 
-	if (!nvdev->ready_src.cxl_dvsec)
-		io.bar0 = nvdev->core.barmap[0];
-	io.seq = atomic_read(&nvdev->reset_seq);
-	smp_rmb();	/* as in nvgrace_mem_wait_reset_end() */
-	if (atomic_read(&nvdev->resetting))
+	nvgrace_ready_io_init(&io, nvdev, true);
+	if (nvgrace_mem_resetting(nvdev, &io.seq))
 		ret = 0;
-	else if (io.bar0)
-		ret = nvgrace_ready_bar0(&nvgrace_ready_io_ops, &io, 0, val);
 	else
-		ret = nvgrace_ready_cxl_active(&nvgrace_ready_io_ops, &io,
-					       nvdev->ready_src.cxl_dvsec, val);
+		ret = nvgrace_ready_now(&nvgrace_ready_io_ops, &io,
+					&nvdev->ready_src, val);
 	if (ret > 0)
 		WRITE_ONCE(nvdev->ready_seq, io.seq);
 	mutex_unlock(&nvdev->ready_lock);

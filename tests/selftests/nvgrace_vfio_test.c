@@ -1548,6 +1548,25 @@ TEST_F(gpu, pat_record_released_at_close)
 #define KMAP_SIZE	0x4000000ULL	/* 64 MiB */
 #define KMAP_SLOTS	4
 
+/* What /proc/vmallocinfo showed at each step of a test, for its log */
+struct kmaps_log {
+	__u64 start, end;	/* the GPU memory */
+	char text[256];
+	size_t len;
+};
+
+/* The kernel mappings of the GPU memory, noted in @log after @step */
+static int kmaps(struct kmaps_log *log, const char *step)
+{
+	int n = nvg_kernel_maps(log->start, log->end);
+
+	if (log->len < sizeof(log->text) - 32)
+		log->len += snprintf(log->text + log->len,
+				     sizeof(log->text) - log->len, " %s %d,",
+				     step, n);
+	return n;
+}
+
 /*
  * The kernel maps GPU memory for read() and write() only, in a few blocks:
  * one per block read or written, never more than KMAP_SLOTS, none for a
@@ -1571,8 +1590,9 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 	char path[128];
 	unsigned int i;
 	__u8 buf[64];
+	struct kmaps_log seen = { .start = variant->base, .end = end };
 
-	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat, kmaps(&seen, "open"));
 	for (i = 0; i < 2; i++) {
 		int index = mem_regions[i];
 		off_t at = nvg_region_offset(index) + self->page;
@@ -1584,14 +1604,14 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 		ASSERT_NE(MAP_FAILED, p);
 		p[0] = 1;
 		EXPECT_EQ(0, munmap(p, self->page));
-		EXPECT_EQ(pat + regions, nvg_kernel_maps(variant->base, end));
+		EXPECT_EQ(pat + regions, kmaps(&seen, "user faults"));
 
 		ASSERT_EQ((ssize_t)sizeof(buf),
 			  pread(self->fd, buf, sizeof(buf), at));
 		ASSERT_EQ((ssize_t)sizeof(buf),
 			  pwrite(self->fd, buf, sizeof(buf), at));
 		regions++;
-		EXPECT_EQ(pat + regions, nvg_kernel_maps(variant->base, end));
+		EXPECT_EQ(pat + regions, kmaps(&seen, "read/write"));
 	}
 
 	/* One read in each block of usemem: the oldest mappings go */
@@ -1600,15 +1620,15 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 		ASSERT_EQ((ssize_t)sizeof(buf),
 			  pread(self->fd, buf, sizeof(buf),
 				nvg_region_offset(USE) + block * KMAP_SIZE));
-	EXPECT_EQ(pat + KMAP_SLOTS, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat + KMAP_SLOTS, kmaps(&seen, "reads of every block"));
 
 	if (!variant->has_reset)
-		return;
+		goto out;
 	ASSERT_EQ(0, ioctl(self->fd, VFIO_DEVICE_RESET));
-	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat, kmaps(&seen, "VFIO_DEVICE_RESET"));
 	ASSERT_EQ((ssize_t)sizeof(buf),
 		  pread(self->fd, buf, sizeof(buf), nvg_region_offset(USE)));
-	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat + 1, kmaps(&seen, "read"));
 
 	/*
 	 * A reset through sysfs, with the GPU not ready after it: a pread()
@@ -1619,13 +1639,16 @@ TEST_F(gpu, kernel_maps_bounded_and_dropped_at_reset)
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset",
 		 variant->bdf);
 	ASSERT_EQ(0, nvg_write_file(path, "1"));
-	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat, kmaps(&seen, "sysfs reset"));
 	EXPECT_LE(NVG_LATE, pread_when_ready(self->fd, marker));
-	EXPECT_EQ(pat + 1, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat + 1, kmaps(&seen, "read when ready"));
 	if (!variant->has_hot_reset)
-		return;
+		goto out;
 	ASSERT_EQ(0, hot_reset(&self->dev, variant->cdev));
-	EXPECT_EQ(pat, nvg_kernel_maps(variant->base, end));
+	EXPECT_EQ(pat, kmaps(&seen, "hot reset"));
+out:
+	TH_LOG("kernel mappings of the GPU memory, from /proc/vmallocinfo:%s",
+	       seen.text);
 }
 
 TEST_F(gpu, ioeventfd_refused_on_memory_bars)
@@ -2341,6 +2364,20 @@ TEST_F(plain, ioeventfd_allowed)
 
 /* ---- A GPU with the NVIDIA DVSEC (tests/dvsec): Blackwell or not ---- */
 
+/* Unbind @bdf and load tests/dvsec for it with the module @params */
+static int dvsec_load(const char *bdf, const char *params)
+{
+	char cmd[160];
+
+	if (nvg_unbind(bdf))
+		return -1;
+	/* Left loaded when an earlier setup failed: no teardown ran then */
+	system("rmmod nvgrace_dvsec 2>/dev/null");
+	snprintf(cmd, sizeof(cmd), "insmod /lib/nvgrace_dvsec.ko bdf=%s %s",
+		 bdf, params);
+	return system(cmd) ? -1 : 0;
+}
+
 /*
  * Load tests/dvsec for @bdf with the DVSEC's capability register @caps
  * (and FLR when @flr), bind @bdf and open it; the driver reads the DVSEC
@@ -2349,16 +2386,10 @@ TEST_F(plain, ioeventfd_allowed)
 static int dvsec_open(const char *bdf, unsigned int caps, bool flr,
 		      bool cdev, struct nvg_dev *dev)
 {
-	char cmd[160];
+	char params[64];
 
-	if (nvg_unbind(bdf))
-		return -1;
-	/* Left loaded when an earlier setup failed: no teardown ran then */
-	system("rmmod nvgrace_dvsec 2>/dev/null");
-	snprintf(cmd, sizeof(cmd),
-		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=%#x flr=%d", bdf,
-		 caps, flr);
-	if (system(cmd))
+	snprintf(params, sizeof(params), "caps=%#x flr=%d", caps, flr);
+	if (dvsec_load(bdf, params))
 		return -1;
 	return bind_open(bdf, cdev, dev);
 }
@@ -3032,14 +3063,11 @@ FIXTURE_VARIANT_ADD(cxl, cdev) { .cdev = true };
  */
 FIXTURE_SETUP(cxl)
 {
-	char cmd[160];
+	char params[64];
 
-	ASSERT_EQ(0, nvg_unbind(GPU_PORT));
-	system("rmmod nvgrace_dvsec 2>/dev/null");
-	snprintf(cmd, sizeof(cmd),
-		 "insmod /lib/nvgrace_dvsec.ko bdf=%s caps=1 cxl=1 cxl_size_low=%u",
-		 GPU_PORT, CXL_READY);
-	ASSERT_EQ(0, system(cmd));
+	snprintf(params, sizeof(params), "caps=1 cxl=1 cxl_size_low=%u",
+		 CXL_READY);
+	ASSERT_EQ(0, dvsec_load(GPU_PORT, params));
 	ASSERT_EQ(0, nvg_set_ready(GPU_PORT, 0));
 	ASSERT_EQ(0, bind_open(GPU_PORT, variant->cdev, &self->dev)) {
 		TH_LOG("opening %s: %s", GPU_PORT, strerror(errno));

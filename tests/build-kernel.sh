@@ -11,8 +11,9 @@
 #
 # Outputs: the kernel image ($NVG_OUT/$NVG_IMAGE), the modules installed
 # below $NVG_OUT/modroot, the uAPI headers below $NVG_OUT/usr/include and
-# the test helper modules tests/{pte_probe,guard,dvsec,control,aer} as
-# $NVG_OUT/<name>/*.ko.
+# the test helper modules tests/{pte_probe,guard,dvsec,control,aer} (and
+# on arm64 tests/stage2) as $NVG_OUT/<name>/*.ko; on arm64 also the nested
+# guest's kernel, $NVG_NESTED_OUT/arch/arm64/boot/Image.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -70,6 +71,8 @@ check_config() {
 	return $bad
 }
 
+# Configure $NVG_OUT from allnoconfig and the fragments $NVG_FRAGMENTS of
+# tests/config, unless it was made from the same fragments
 configure() {
 	local want f
 
@@ -97,6 +100,21 @@ build_helper() {
 		{ cat "$NVG_OUT/$1.log"; nvg_die "$1 build failed"; }
 }
 
+# The nested guest's kernel (tests/config/nested.config), in its own
+# folder; the driver is not in it
+build_nested_kernel() {
+	(
+		NVG_OUT=$NVG_NESTED_OUT
+		FRAGMENT=$NVG_OUT/fragment.config
+		NVG_FRAGMENTS=(nested.config)
+		configure
+		nvg_log "building the nested guest's kernel"
+		nvg_make Image >"$NVG_OUT/build.log" 2>&1 ||
+			{ tail -n 40 "$NVG_OUT/build.log";
+			  nvg_die "nested guest kernel build failed"; }
+	)
+}
+
 main() {
 	local start=$SECONDS
 
@@ -116,6 +134,10 @@ main() {
 	build_helper dvsec
 	build_helper control
 	build_helper aer
+	if [ "$NVG_KARCH" = arm64 ]; then
+		build_helper stage2
+		build_nested_kernel
+	fi
 	nvg_log "kernel built in $((SECONDS - start)) s"
 }
 

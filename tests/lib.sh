@@ -30,6 +30,8 @@ arm64 | arm64-4k)
 	exit 1
 	;;
 esac
+# The nested guest's kernel (tests/nested), which both arm64 machines run
+NVG_NESTED_OUT=$NVG_CACHE/out-nested
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
 NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
 
@@ -114,9 +116,33 @@ nvg_section() {
 		sed '1d;$d'
 }
 
-# Download the .deb of package $1 into folder $2
+# Download the .deb of packages $2... into folder $1
 nvg_download() {
-	(cd "$2" && apt-get download -qq -o APT::Sandbox::User=root "$1")
+	(cd "$1" && shift && apt-get download -qq -o APT::Sandbox::User=root "$@")
+}
+
+# Download the arm64 packages $2... into folder $1 and unpack them there
+# (dpkg -x: nothing is installed on the host)
+nvg_arm64_unpack() {
+	local dir=$1 p pkgs=()
+
+	shift
+	for p in "$@"; do
+		pkgs+=("$p:arm64")
+	done
+	dpkg --print-foreign-architectures | grep -qx arm64 || {
+		dpkg --add-architecture arm64
+		apt-get update -qq
+	}
+	rm -rf "$dir"
+	mkdir -p "$dir/deb"
+	# Package lists may be stale: update once if the first try fails
+	nvg_download "$dir/deb" "${pkgs[@]}" ||
+		{ apt-get update -qq && nvg_download "$dir/deb" "${pkgs[@]}"; } ||
+		return 1
+	for p in "$dir"/deb/*.deb; do
+		dpkg-deb -x "$p" "$dir"
+	done
 }
 
 # The arm64 guest runs Debian's arm64 busybox-static, unpacked from its
@@ -125,17 +151,29 @@ nvg_arm64_busybox() {
 	local dir=$NVG_CACHE/busybox-arm64
 
 	if [ ! -x "$dir/bin/busybox" ]; then
-		dpkg --print-foreign-architectures | grep -qx arm64 || {
-			dpkg --add-architecture arm64
-			apt-get update -qq
-		}
-		rm -rf "$dir"
-		mkdir -p "$dir/deb"
-		# Package lists may be stale: update once if the first try fails
-		nvg_download busybox-static:arm64 "$dir/deb" ||
-			{ apt-get update -qq &&
-			  nvg_download busybox-static:arm64 "$dir/deb"; }
-		dpkg-deb -x "$dir"/deb/*.deb "$dir"
+		nvg_arm64_unpack "$dir" busybox-static ||
+			nvg_die "cannot download busybox-static:arm64"
 	fi
 	echo "$dir/bin/busybox"
+}
+
+# Debian's arm64 QEMU, for the nested guest of the arm64 test machine: the
+# package qemu-system-arm and every package it depends on, at any depth,
+# unpacked into $NVG_CACHE; print the folder, whose usr/bin holds
+# qemu-system-aarch64
+nvg_arm64_qemu() {
+	local dir=$NVG_CACHE/qemu-arm64 pkgs
+
+	if [ ! -x "$dir/usr/bin/qemu-system-aarch64" ]; then
+		nvg_arm64_busybox >/dev/null
+		pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests \
+			--no-conflicts --no-breaks --no-replaces --no-enhances \
+			qemu-system-arm:arm64 | sed -n 's/^\([a-z0-9][^ ]*\):arm64$/\1/p' |
+			sort -u)
+		nvg_log "downloading Debian's arm64 QEMU ($(echo "$pkgs" | wc -l) packages)"
+		# shellcheck disable=SC2086
+		nvg_arm64_unpack "$dir" $pkgs ||
+			nvg_die "cannot download qemu-system-arm:arm64"
+	fi
+	echo "$dir"
 }

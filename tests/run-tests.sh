@@ -195,6 +195,30 @@ splat_check() {
 	account "$arch" splat "$ok" "$notok" 0
 }
 
+# The nested guest's console (arm64): kept as nested.log in the VM's log
+# folder, and checked for kernel splats like the test machine's own.  It
+# has no negative controls of its own: the same expression found those of
+# the test machine.
+nested_splat_check() {
+	local arch=$1 vm=$2 hits
+
+	nvg_section "$vm/test.log" nested-console >"$vm/nested.log"
+	if [ ! -s "$vm/nested.log" ]; then
+		fail "the nested guest's console ($arch) is empty"
+		reported+=("$arch nested-splat")
+		return
+	fi
+	hits=$(grep -nE "$NVG_SPLAT_RE" "$vm/nested.log")
+	if [ -n "$hits" ]; then
+		echo "not ok - kernel splats in $vm/nested.log:"
+		echo "$hits" | head -n 40 | sed 's/^/# /'
+		account "$arch" nested-splat 0 1 0
+	else
+		echo "ok - no kernel splat in $vm/nested.log"
+		account "$arch" nested-splat 1 0 0
+	fi
+}
+
 # The number after "$1: " in the summary line $2, 0 when absent
 count() {
 	grep -oE "$1: [0-9]+" <<<"$2" | grep -oE '[0-9]+' || echo 0
@@ -301,9 +325,13 @@ test_arch() {
 	kselftest_results "$arch" "$vm/test.log" "$vm" reopen
 	tap_results "$arch" "$vm/test.log" guard
 	tap_results "$arch" "$vm/test.log" kmemleak
-	# QEMU in the guest is the host's, an x86_64 program
+	# QEMU in the guest is the host's, an x86_64 program, under TCG; on
+	# arm64 it is Debian's arm64 build, with KVM
 	if [ "$arch" = x86_64 ]; then
 		tap_results "$arch" "$vm/test.log" qemu
+	else
+		tap_results "$arch" "$vm/test.log" nested
+		nested_splat_check "$arch" "$vm"
 	fi
 }
 

@@ -5,7 +5,8 @@
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
 # Usage: [NVG_ARCH=arm64] [NVGRACE_QEMU_CPU=model] run-vm.sh MODE
-#	MODE is "test", "demo", "bench" or "fuzz" (see tests/vm/init); on x86_64,
+#	MODE is "test", "demo", "bench", "fuzz" or, on arm64, "nested" (see
+#	tests/vm/init); on x86_64,
 #	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
 # The console log goes to $NVG_OUT/vm/MODE.log, QEMU's peak RSS (KiB) to
@@ -23,7 +24,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz}
+MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|nested}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
@@ -111,9 +112,10 @@ arm64 | arm64-4k)
 	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI (on,
 	# for the GED device that the DIMMs need); RAM starts at 1 GiB and
 	# mem=1G leaves the rest alone, bar the kernel and the initrd that
-	# UEFI places near the top (above 17 GiB).
+	# UEFI places near the top (above 17 GiB).  EL2, for KVM and the
+	# nested guest (tests/nested).
 	QEMU=qemu-system-aarch64
-	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3,acpi=on
+	QEMU_ARGS=(-M virt,iommu=smmuv3,gic-version=3,acpi=on,virtualization=on
 		-cpu max,pauth-impdef=on -smp 2
 		-m 18G,slots=${#BIG_GPUS[@]},maxmem=72T "${DIMMS[@]}"
 		-nographic -no-reboot
@@ -145,6 +147,11 @@ build_userland() {
 	# shellcheck disable=SC2086
 	$cc $cflags -o "$VM/root/bin/nvgrace_ready" \
 		"$sel/nvgrace_ready.c" "$sel/nvgrace_vfio.c"
+	if [ "$NVG_KARCH" = arm64 ]; then
+		# shellcheck disable=SC2086
+		$cc $cflags -o "$VM/root/bin/nvgrace_nested" \
+			"$sel/nvgrace_nested.c" "$sel/nvgrace_vfio.c"
+	fi
 }
 
 # QEMU itself, for the passthrough test in the x86_64 guest: the host's
@@ -169,6 +176,46 @@ add_qemu() {
 	done
 }
 
+# QEMU for the nested guest of the arm64 machine: Debian's arm64 build
+# (lib.sh) and the shared libraries it needs, found by name in the
+# unpacked packages; QEMU boots the guest's kernel itself, with no firmware
+add_qemu_arm64() {
+	local dir f lib path queue seen=" "
+
+	dir=$(nvg_arm64_qemu)
+	mkdir -p "$VM/root/usr/bin" "$VM/root/lib/aarch64-linux-gnu"
+	cp "$dir/usr/bin/qemu-system-aarch64" "$VM/root/usr/bin/"
+	cp -L "$dir/lib/ld-linux-aarch64.so.1" "$VM/root/lib/"
+	queue=("$dir/usr/bin/qemu-system-aarch64")
+	while [ ${#queue[@]} -gt 0 ]; do
+		f=${queue[0]}
+		queue=("${queue[@]:1}")
+		for lib in $(${NVG_CROSS}readelf -d "$f" |
+			     sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
+			case "$seen" in *" $lib "*) continue ;; esac
+			seen+="$lib "
+			path=$(find "$dir/lib" "$dir/usr/lib" -name "$lib" -print -quit)
+			[ -n "$path" ] || nvg_die "no $lib for the nested QEMU"
+			cp -L "$path" "$VM/root/lib/aarch64-linux-gnu/$lib"
+			queue+=("$path")
+		done
+	done
+}
+
+# The nested guest (tests/nested): its kernel, and an initramfs of its
+# /init, a static program
+add_nested_guest() {
+	local dir=$VM/root/lib/nested guest=$VM/nested-root
+
+	mkdir -p "$dir"
+	cp "$NVG_NESTED_OUT/arch/arm64/boot/Image" "$dir/"
+	rm -rf "$guest"
+	mkdir -p "$guest"/{dev,proc,sys}
+	${NVG_CROSS}gcc -static -O2 -Wall -Werror -o "$guest/init" \
+		"$NVG_REPO/tests/nested/nested_init.c"
+	(cd "$guest" && find . | cpio -o -H newc --quiet) >"$dir/initrd.cpio"
+}
+
 build_rootfs() {
 	local busybox=/bin/busybox
 
@@ -191,6 +238,12 @@ build_rootfs() {
 	fi
 	if [ "$MODE" = test ] && [ "$NVG_ARCH" = x86_64 ]; then
 		add_qemu
+	fi
+	if [ "$NVG_KARCH" = arm64 ] &&
+	   { [ "$MODE" = test ] || [ "$MODE" = nested ]; }; then
+		add_qemu_arm64
+		add_nested_guest
+		cp "$NVG_OUT/stage2/nvgrace_stage2.ko" "$VM/root/lib/"
 	fi
 	build_userland
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"

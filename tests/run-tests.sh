@@ -159,6 +159,17 @@ inside_control() {
 		       $0 ~ "nvgrace_control: begin " w "$" { c = 1 }' "$1"
 }
 
+# Report the splats $2 found in console log $1, with a TAP line; fail
+# when there are any
+report_splats() {
+	if [ -n "$2" ]; then
+		echo "not ok - kernel splats in $1:"
+		echo "$2" | head -n 40 | sed 's/^/# /'
+		return 1
+	fi
+	echo "ok - no kernel splat in $1"
+}
+
 # A splat anywhere in the guest's console log fails the run.  The
 # negative controls show that the check finds one: a warning and a stack
 # dump that tests/control planted, each framed, must each make it report
@@ -184,13 +195,10 @@ splat_check() {
 		fi
 	done
 	hits=$(outside_controls "$log" | grep -E "$NVG_SPLAT_RE")
-	if [ -n "$hits" ]; then
-		echo "not ok - kernel splats in $log:"
-		echo "$hits" | head -n 40 | sed 's/^/# /'
-		notok=$((notok + 1))
-	else
-		echo "ok - no kernel splat in $log"
+	if report_splats "$log" "$hits"; then
 		ok=$((ok + 1))
+	else
+		notok=$((notok + 1))
 	fi
 	account "$arch" splat "$ok" "$notok" 0
 }
@@ -209,13 +217,10 @@ nested_splat_check() {
 		return
 	fi
 	hits=$(grep -nE "$NVG_SPLAT_RE" "$vm/nested.log")
-	if [ -n "$hits" ]; then
-		echo "not ok - kernel splats in $vm/nested.log:"
-		echo "$hits" | head -n 40 | sed 's/^/# /'
-		account "$arch" nested-splat 0 1 0
-	else
-		echo "ok - no kernel splat in $vm/nested.log"
+	if report_splats "$vm/nested.log" "$hits"; then
 		account "$arch" nested-splat 1 0 0
+	else
+		account "$arch" nested-splat 0 1 0
 	fi
 }
 

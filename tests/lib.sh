@@ -7,6 +7,8 @@ NVG_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # that a rebuild after a driver change only rebuilds the driver.
 NVG_CACHE=${NVGRACE_CACHE:-$HOME/.cache/nvgrace}
 NVG_KSRC=$NVG_CACHE/linux-6.12
+# The deployment guide, whose snippets the tests extract (tests/guide.py)
+NVG_GUIDE=$NVG_REPO/Documentation/vfio-pci-nvgrace-gpu-deployment.rst
 # The machine of the test kernel and VM: x86_64 (default), arm64 (64 KiB
 # pages and 48-bit VA, the configuration of a Grace host) or arm64-4k (the
 # same with 4 KiB pages)
@@ -74,10 +76,12 @@ nvg_apt_install() {
 }
 
 # Everything the x86_64 rig needs: kernel build, VM, ASL compiler, static
-# checkers, guest userland.
+# checkers, guest userland, and the tools that the deployment guide's
+# commands and files are checked with.
 NVG_PACKAGES=(linux-source-6.12 build-essential bc flex bison libssl-dev
 	libelf-dev ccache qemu-system-x86 acpica-tools busybox-static sparse
-	cpio kmod xz-utils rsync python3 python3-docutils perl dkms python3-sphinx)
+	cpio kmod xz-utils rsync python3 python3-docutils perl dkms python3-sphinx
+	driverctl libvirt-clients libxml2-utils)
 # And the arm64 rig: cross compiler and libc, QEMU and its UEFI firmware
 NVG_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	qemu-system-arm qemu-efi-aarch64)
@@ -157,23 +161,26 @@ nvg_arm64_busybox() {
 	echo "$dir/bin/busybox"
 }
 
-# Debian's arm64 QEMU, for the nested guest of the arm64 test machine: the
-# package qemu-system-arm and every package it depends on, at any depth,
-# unpacked into $NVG_CACHE; print the folder, whose usr/bin holds
-# qemu-system-aarch64
-nvg_arm64_qemu() {
-	local dir=$NVG_CACHE/qemu-arm64 pkgs
+# Debian's arm64 QEMU, for the nested guest of the arm64 test machine, and
+# the programs that the deployment guide's commands run there (bash for
+# driverctl, getconf, acpidump, iasl): those packages and every package
+# they depend on, at any depth, unpacked into $NVG_CACHE; print the folder
+nvg_arm64_userland() {
+	local dir=$NVG_CACHE/userland-arm64 pkgs p
+	local want=(qemu-system-arm bash libc-bin acpica-tools)
 
-	if [ ! -x "$dir/usr/bin/qemu-system-aarch64" ]; then
+	if [ ! -x "$dir/usr/bin/qemu-system-aarch64" ] || [ ! -x "$dir/bin/bash" ] ||
+	   [ ! -x "$dir/usr/bin/getconf" ] || [ ! -x "$dir/usr/bin/iasl" ]; then
 		nvg_arm64_busybox >/dev/null
-		pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests \
-			--no-conflicts --no-breaks --no-replaces --no-enhances \
-			qemu-system-arm:arm64 | sed -n 's/^\([a-z0-9][^ ]*\):arm64$/\1/p' |
+		pkgs=$(for p in "${want[@]}"; do echo "$p:arm64"; done |
+			xargs apt-cache depends --recurse --no-recommends \
+			--no-suggests --no-conflicts --no-breaks --no-replaces \
+			--no-enhances | sed -n 's/^\([a-z0-9][^ ]*\):arm64$/\1/p' |
 			sort -u)
-		nvg_log "downloading Debian's arm64 QEMU ($(echo "$pkgs" | wc -l) packages)"
+		nvg_log "downloading Debian's arm64 QEMU and tools ($(echo "$pkgs" | wc -l) packages)"
 		# shellcheck disable=SC2086
 		nvg_arm64_unpack "$dir" $pkgs ||
-			nvg_die "cannot download qemu-system-arm:arm64"
+			nvg_die "cannot download ${want[*]} for arm64"
 	fi
 	echo "$dir"
 }

@@ -5,9 +5,10 @@
 # (Linux 6.12.y as Debian ships it, whose driver of the same name carries
 # backports beyond v6.12) that replaces the upstream driver:
 # the driver's files in drivers/vfio/pci/nvgrace-gpu/ (Kconfig, Makefile,
-# sources, the KUnit suite), its page in Documentation/driver-api/ with an
-# entry in that index, and its MAINTAINERS entry.  The README, dkms.conf,
-# .ci and the test rig stay out.  drivers/vfio/pci/Kconfig and Makefile of
+# sources, the KUnit suite), its page and the deployment guide that the
+# page includes in Documentation/driver-api/, with an entry in that index,
+# and its MAINTAINERS entry.  The README, dkms.conf, .ci and the test rig
+# stay out.  drivers/vfio/pci/Kconfig and Makefile of
 # 6.12 already hook the directory in; the patch adds the hooks to a tree
 # that lacks them.
 #
@@ -54,7 +55,7 @@ copy_driver() {
 	(cd "$NVG_REPO" && git ls-files Kconfig Makefile '*.c' '*.h' |
 		grep -v / | xargs cp -t "$t/$DRV/")
 	cp "$NVG_REPO/tests/nvgrace_kunit.c" "$t/$DRV/tests/"
-	cp "$NVG_REPO/Documentation/vfio-pci-nvgrace-gpu.rst" "$t/$DOC/"
+	cp "$NVG_REPO"/Documentation/vfio-pci-nvgrace-gpu*.rst "$t/$DOC/"
 	# In the tree, the Kconfig symbol is always known: drop the block
 	# (and the blank line after it) for builds outside the tree
 	awk '/^# Built outside the kernel tree/ { skip = 1 }

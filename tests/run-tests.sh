@@ -305,6 +305,71 @@ tap_results() {
 		"$(grep -c '^not ok ' <<<"$out")" 0
 }
 
+# The kernel lines that the deployment guide's checked block $2 quotes
+# (the time in "GPU memory ready after N ms" varies) must each be in the
+# console log $1: a TAP line each.  The log is read once, not piped into
+# grep -q, whose early exit would fail the pipe (pipefail).
+guide_log_lines() {
+	local log line
+	local norm=(sed -E 's/GPU memory ready after [0-9]+ ms/GPU memory ready after N ms/')
+
+	log=$("${norm[@]}" "$1")
+	while IFS= read -r line; do
+		if grep -qF -- "$("${norm[@]}" <<<"$line")" <<<"$log"; then
+			echo "ok - $(basename "$1") has the guide's line: $line"
+		else
+			echo "not ok - $(basename "$1") lacks the guide's line: $line"
+		fi
+	done <"$2"
+}
+
+# Each line of the guide's kernel configuration (block $1) must hold in the
+# configuration $2 of a test kernel that passed the tests; "=m" there
+# means a module or built in: a TAP line each
+guide_kernel_config() {
+	local line
+
+	while IFS= read -r line; do
+		case "$line" in
+		*=m) grep -qE "^${line%=m}=[my]\$" "$2" ;;
+		*) grep -qx -- "$line" "$2" ;;
+		esac
+		if [ $? -eq 0 ]; then
+			echo "ok - the test kernel has $line"
+		else
+			echo "not ok - the test kernel does not have $line"
+		fi
+	done <"$1"
+}
+
+# The deployment guide's commands and files (tests/guide.py): what the VM
+# ran (section guide), the kernel lines that the guide quotes in the
+# console logs, and on arm64 with 64 KiB pages, the host configuration it
+# gives, against the test kernel's
+guide_results() {
+	local arch=$1 vm=$2 out
+
+	out=$(nvg_section "$vm/test.log" guide)
+	if ! grep -qE '^(not )?ok ' <<<"$out"; then
+		fail "guide ($arch) did not report"
+		reported+=("$arch guide")
+		return
+	fi
+	out+=$'\n'$(guide_log_lines "$vm/test.log" "$vm/root/guide/readiness-log")
+	out+=$'\n'$(guide_log_lines "$vm/test.log" "$vm/root/guide/probe-core-log")
+	if [ "$arch" != x86_64 ]; then
+		out+=$'\n'$(guide_log_lines "$vm/nested.log" \
+			"$vm/root/guide/window-too-small")
+	fi
+	if [ "$arch" = arm64 ]; then
+		out+=$'\n'$(guide_kernel_config "$vm/root/guide/kernel-config" \
+			"$NVG_CACHE/out-$arch/.config")
+	fi
+	echo "$out"
+	account "$arch" guide "$(grep -c '^ok ' <<<"$out")" \
+		"$(grep -c '^not ok ' <<<"$out")" 0
+}
+
 # Build, boot and test one architecture
 test_arch() {
 	local arch=$1 vm=$NVG_CACHE/out-$1/vm
@@ -338,6 +403,7 @@ test_arch() {
 		tap_results "$arch" "$vm/test.log" nested
 		nested_splat_check "$arch" "$vm"
 	fi
+	guide_results "$arch" "$vm"
 }
 
 main() {

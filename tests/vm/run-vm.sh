@@ -5,8 +5,8 @@
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
 # Usage: [NVG_ARCH=arm64] [NVGRACE_QEMU_CPU=model] run-vm.sh MODE
-#	MODE is "test", "demo", "bench", "fuzz" or, on arm64, "nested" (see
-#	tests/vm/init); on x86_64,
+#	MODE is "test", "demo", "bench", "fuzz", "guide" or, on arm64,
+#	"nested" (see tests/vm/init); on x86_64,
 #	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
 # The console log goes to $NVG_OUT/vm/MODE.log, QEMU's peak RSS (KiB) to
@@ -24,7 +24,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|nested}
+MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|guide|nested}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
 
@@ -107,6 +107,7 @@ x86_64)
 		"${DIMMS[@]}" -nographic -no-reboot
 		-nic none -device intel-iommu,aw-bits=48 "${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyS0 memmap=13G\$4G intel_iommu=on"
+	KERNEL_ARGS+=" nvgrace.page_size=4096"
 	;;
 arm64 | arm64-4k)
 	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI (on,
@@ -122,6 +123,11 @@ arm64 | arm64-4k)
 		-nic none -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 		"${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyAMA0 acpi=force mem=1G"
+	if [ "$NVG_ARCH" = arm64 ]; then
+		KERNEL_ARGS+=" nvgrace.page_size=65536"
+	else
+		KERNEL_ARGS+=" nvgrace.page_size=4096"
+	fi
 	;;
 esac
 
@@ -154,19 +160,26 @@ build_userland() {
 	fi
 }
 
+# Copy the host program $1 into the guest's root at the same path, with
+# the shared libraries that it links
+add_host_program() {
+	local lib
+
+	mkdir -p "$VM/root$(dirname "$1")"
+	cp "$1" "$VM/root$1"
+	for lib in $(ldd "$1" | grep -o '/[^ ]*'); do
+		mkdir -p "$VM/root$(dirname "$lib")"
+		cp -L "$lib" "$VM/root$lib"
+	done
+}
+
 # QEMU itself, for the passthrough test in the x86_64 guest: the host's
 # qemu-system-x86_64 with the shared libraries it links, and the firmware
 # and module it loads at start, at their host paths
 add_qemu() {
-	local qemu lib f
+	local f
 
-	qemu=$(command -v qemu-system-x86_64)
-	mkdir -p "$VM/root/usr/bin"
-	cp "$qemu" "$VM/root/usr/bin/"
-	for lib in $(ldd "$qemu" | grep -o '/[^ ]*'); do
-		mkdir -p "$VM/root$(dirname "$lib")"
-		cp -L "$lib" "$VM/root$lib"
-	done
+	add_host_program "$(command -v qemu-system-x86_64)"
 	# TCG is a loadable module of Debian's QEMU
 	for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin \
 		 /usr/share/qemu/linuxboot_dma.bin \
@@ -176,26 +189,24 @@ add_qemu() {
 	done
 }
 
-# QEMU for the nested guest of the arm64 machine: Debian's arm64 build
-# (lib.sh) and the shared libraries it needs, found by name in the
-# unpacked packages; QEMU boots the guest's kernel itself, with no firmware
-add_qemu_arm64() {
-	local dir f lib path queue seen=" "
+# Copy program $2 (a path below $1, the arm64 packages that lib.sh
+# unpacked) into the guest's root at the same path, with the shared
+# libraries it needs, found by name in the unpacked packages
+add_arm64_program() {
+	local dir=$1 f lib path queue
 
-	dir=$(nvg_arm64_qemu)
-	mkdir -p "$VM/root/usr/bin" "$VM/root/lib/aarch64-linux-gnu"
-	cp "$dir/usr/bin/qemu-system-aarch64" "$VM/root/usr/bin/"
+	mkdir -p "$VM/root$(dirname "$2")" "$VM/root/lib/aarch64-linux-gnu"
+	cp "$dir$2" "$VM/root$2"
 	cp -L "$dir/lib/ld-linux-aarch64.so.1" "$VM/root/lib/"
-	queue=("$dir/usr/bin/qemu-system-aarch64")
+	queue=("$dir$2")
 	while [ ${#queue[@]} -gt 0 ]; do
 		f=${queue[0]}
 		queue=("${queue[@]:1}")
 		for lib in $(${NVG_CROSS}readelf -d "$f" |
 			     sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
-			case "$seen" in *" $lib "*) continue ;; esac
-			seen+="$lib "
+			[ -e "$VM/root/lib/aarch64-linux-gnu/$lib" ] && continue
 			path=$(find "$dir/lib" "$dir/usr/lib" -name "$lib" -print -quit)
-			[ -n "$path" ] || nvg_die "no $lib for the nested QEMU"
+			[ -n "$path" ] || nvg_die "no $lib for $2"
 			cp -L "$path" "$VM/root/lib/aarch64-linux-gnu/$lib"
 			queue+=("$path")
 		done
@@ -214,6 +225,30 @@ add_nested_guest() {
 	${NVG_CROSS}gcc -static -O2 -Wall -Werror -o "$guest/init" \
 		"$NVG_REPO/tests/nested/nested_init.c"
 	(cd "$guest" && find . | cpio -o -H newc --quiet) >"$dir/initrd.cpio"
+}
+
+# What the deployment guide's commands run, but busybox does not have:
+# bash (for driverctl), getconf, acpidump and iasl, from the host on
+# x86_64 and from Debian's arm64 packages (lib.sh) on arm64, and the
+# driverctl script itself; driverctl loads modules by /sbin/modprobe
+add_guide_programs() {
+	local p dir
+
+	if [ "$NVG_KARCH" = arm64 ]; then
+		dir=$(nvg_arm64_userland)
+		for p in /bin/bash /usr/bin/getconf /usr/bin/acpidump /usr/bin/iasl; do
+			add_arm64_program "$dir" "$p"
+		done
+	else
+		for p in bash getconf acpidump iasl; do
+			add_host_program "$(command -v "$p")"
+		done
+		[ -e "$VM/root/bin/bash" ] ||
+			ln -s "$(command -v bash)" "$VM/root/bin/bash"
+	fi
+	mkdir -p "$VM/root/usr/sbin" "$VM/root/sbin"
+	cp /usr/sbin/driverctl "$VM/root/usr/sbin/"
+	ln -s /bin/busybox "$VM/root/sbin/modprobe"
 }
 
 build_rootfs() {
@@ -239,12 +274,17 @@ build_rootfs() {
 	if [ "$MODE" = test ] && [ "$NVG_ARCH" = x86_64 ]; then
 		add_qemu
 	fi
+	if [ "$MODE" = test ] || [ "$MODE" = guide ]; then
+		add_guide_programs
+	fi
 	if [ "$NVG_KARCH" = arm64 ] &&
 	   { [ "$MODE" = test ] || [ "$MODE" = nested ]; }; then
-		add_qemu_arm64
+		add_arm64_program "$(nvg_arm64_userland)" /usr/bin/qemu-system-aarch64
 		add_nested_guest
 		cp "$NVG_OUT/stage2/nvgrace_stage2.ko" "$VM/root/lib/"
 	fi
+	# The deployment guide's snippets, one file each
+	python3 "$NVG_REPO/tests/guide.py" extract "$NVG_GUIDE" "$VM/root/guide"
 	build_userland
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"
 }

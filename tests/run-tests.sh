@@ -305,22 +305,24 @@ tap_results() {
 		"$(grep -c '^not ok ' <<<"$out")" 0
 }
 
-# The kernel lines that the deployment guide's checked block $2 quotes
+# The kernel lines that the deployment guide's checked blocks $2... quote
 # (the time in "GPU memory ready after N ms" varies) must each be in the
 # console log $1: a TAP line each.  The log is read once, not piped into
 # grep -q, whose early exit would fail the pipe (pipefail).
 guide_log_lines() {
-	local log line
+	local name log line
 	local norm=(sed -E 's/GPU memory ready after [0-9]+ ms/GPU memory ready after N ms/')
 
+	name=$(basename "$1")
 	log=$("${norm[@]}" "$1")
-	while IFS= read -r line; do
+	shift
+	cat "$@" | while IFS= read -r line; do
 		if grep -qF -- "$("${norm[@]}" <<<"$line")" <<<"$log"; then
-			echo "ok - $(basename "$1") has the guide's line: $line"
+			echo "ok - $name has the guide's line: $line"
 		else
-			echo "not ok - $(basename "$1") lacks the guide's line: $line"
+			echo "not ok - $name lacks the guide's line: $line"
 		fi
-	done <"$2"
+	done
 }
 
 # Each line of the guide's kernel configuration (block $1) must hold in the
@@ -355,8 +357,8 @@ guide_results() {
 		reported+=("$arch guide")
 		return
 	fi
-	out+=$'\n'$(guide_log_lines "$vm/test.log" "$vm/root/guide/readiness-log")
-	out+=$'\n'$(guide_log_lines "$vm/test.log" "$vm/root/guide/probe-core-log")
+	out+=$'\n'$(guide_log_lines "$vm/test.log" \
+		"$vm/root/guide/readiness-log" "$vm/root/guide/probe-core-log")
 	if [ "$arch" != x86_64 ]; then
 		out+=$'\n'$(guide_log_lines "$vm/nested.log" \
 			"$vm/root/guide/window-too-small")

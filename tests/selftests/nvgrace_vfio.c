@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -598,6 +600,39 @@ double nvg_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static sigjmp_buf nvg_touch_jmp;
+
+static void nvg_touch_caught(int sig)
+{
+	siglongjmp(nvg_touch_jmp, sig);
+}
+
+/*
+ * Store @val at @p in this process, catching SIGBUS and SIGSEGV; the
+ * seconds the store took, its fault included, go to @took unless NULL.
+ * Returns 0 when the store worked, else the signal it raised.  Timing the
+ * store here, not in a child, leaves fork() and exit() out of @took.
+ */
+int nvg_touch(__u8 *p, __u8 val, double *took)
+{
+	struct sigaction sa = { .sa_handler = nvg_touch_caught };
+	struct sigaction old_bus, old_segv;
+	double start;
+	int sig;
+
+	sigaction(SIGBUS, &sa, &old_bus);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	start = nvg_now();
+	sig = sigsetjmp(nvg_touch_jmp, 1);
+	if (!sig)
+		__atomic_store_n(p, val, __ATOMIC_RELAXED);
+	if (took)
+		*took = nvg_now() - start;
+	sigaction(SIGBUS, &old_bus, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	return sig;
 }
 
 /* Minor page faults of this process so far */

@@ -98,6 +98,7 @@ int nvg_klog_start(struct nvg_klog *log);
 int nvg_klog_count(struct nvg_klog *log, const char *needle);
 void nvg_klog_stop(struct nvg_klog *log);
 double nvg_now(void);
+int nvg_touch(__u8 *p, __u8 val, double *took);
 long nvg_minor_faults(void);
 long nvg_vm_pte_kib(void);
 const char *nvg_pat_type(__u64 phys);

@@ -11,7 +11,10 @@ NVG_KSRC=$NVG_CACHE/linux-6.12
 NVG_GUIDE=$NVG_REPO/Documentation/vfio-pci-nvgrace-gpu-deployment.rst
 # The machine of the test kernel and VM: x86_64 (default), arm64 (64 KiB
 # pages and 48-bit VA, the configuration of a Grace host) or arm64-4k (the
-# same with 4 KiB pages)
+# same with 4 KiB pages).  NVG_VM_TIMEOUT: the seconds after which
+# run-vm.sh stops a VM that has not powered off, about twice what the test
+# mode takes on a slow 2-core machine (736 s x86_64, 901 s arm64, 1573 s
+# arm64-4k, whose 4 KiB pages make TCG slower), as machines differ by 2x
 NVG_ARCH=${NVG_ARCH:-x86_64}
 NVG_OUT=$NVG_CACHE/out-$NVG_ARCH
 case "$NVG_ARCH" in
@@ -20,12 +23,15 @@ x86_64)
 	NVG_CROSS=
 	NVG_IMAGE=arch/x86/boot/bzImage
 	NVG_FRAGMENTS=(x86_64.config)
+	NVG_VM_TIMEOUT=1500
 	;;
 arm64 | arm64-4k)
 	NVG_KARCH=arm64
 	NVG_CROSS=aarch64-linux-gnu-
 	NVG_IMAGE=arch/arm64/boot/Image
 	NVG_FRAGMENTS=(arm64.config "$NVG_ARCH-pages.config")
+	NVG_VM_TIMEOUT=1800
+	[ "$NVG_ARCH" = arm64 ] || NVG_VM_TIMEOUT=3600
 	;;
 *)
 	echo "NVG_ARCH must be x86_64, arm64 or arm64-4k, not '$NVG_ARCH'" >&2

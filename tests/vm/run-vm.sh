@@ -26,7 +26,7 @@ set -euo pipefail
 
 MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|guide|nested}
 VM=$NVG_OUT/vm
-TIMEOUT=${NVGRACE_VM_TIMEOUT:-1500}
+TIMEOUT=${NVGRACE_VM_TIMEOUT:-$NVG_VM_TIMEOUT}
 
 # Stand-in functions at the slots that gh200.asl describes
 STANDINS=()

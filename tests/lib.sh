@@ -13,8 +13,10 @@ NVG_GUIDE=$NVG_REPO/Documentation/vfio-pci-nvgrace-gpu-deployment.rst
 # pages and 48-bit VA, the configuration of a Grace host) or arm64-4k (the
 # same with 4 KiB pages).  NVG_VM_TIMEOUT: the seconds after which
 # run-vm.sh stops a VM that has not powered off, about twice what the test
-# mode takes on a slow 2-core machine (736 s x86_64, 901 s arm64, 1573 s
-# arm64-4k, whose 4 KiB pages make TCG slower), as machines differ by 2x
+# mode took with the host's two cores loaded by a kernel build (1190 s
+# x86_64, 991 s arm64; arm64-4k, whose 4 KiB pages make TCG slower, took
+# 1573 s unloaded), as machines differ by 2x.  A VM that stalls is
+# stopped long before, by the watchdog of tests/vm/supervise.py.
 NVG_ARCH=${NVG_ARCH:-x86_64}
 NVG_OUT=$NVG_CACHE/out-$NVG_ARCH
 case "$NVG_ARCH" in
@@ -23,21 +25,26 @@ x86_64)
 	NVG_CROSS=
 	NVG_IMAGE=arch/x86/boot/bzImage
 	NVG_FRAGMENTS=(x86_64.config)
-	NVG_VM_TIMEOUT=1500
+	NVG_VM_TIMEOUT=2400
 	;;
 arm64 | arm64-4k)
 	NVG_KARCH=arm64
 	NVG_CROSS=aarch64-linux-gnu-
 	NVG_IMAGE=arch/arm64/boot/Image
 	NVG_FRAGMENTS=(arm64.config "$NVG_ARCH-pages.config")
-	NVG_VM_TIMEOUT=1800
-	[ "$NVG_ARCH" = arm64 ] || NVG_VM_TIMEOUT=3600
+	NVG_VM_TIMEOUT=2400
+	[ "$NVG_ARCH" = arm64 ] || NVG_VM_TIMEOUT=4800
 	;;
 *)
 	echo "NVG_ARCH must be x86_64, arm64 or arm64-4k, not '$NVG_ARCH'" >&2
 	exit 1
 	;;
 esac
+# The watchdog of tests/vm/supervise.py stops a VM whose console printed
+# nothing for NVG_VM_SILENCE seconds (the guest's /init prints a heartbeat
+# every 30 s), or nothing but heartbeats and kernel lines for NVG_VM_STUCK
+NVG_VM_SILENCE=${NVGRACE_VM_SILENCE:-180}
+NVG_VM_STUCK=${NVGRACE_VM_STUCK:-900}
 # The nested guest's kernel (tests/nested), which both arm64 machines run
 NVG_NESTED_OUT=$NVG_CACHE/out-nested
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/nvgrace-ccache}
@@ -46,13 +53,14 @@ NVG_TARBALL=/usr/src/linux-source-6.12.tar.xz
 # What a kernel splat or a kmemleak report looks like in a console log:
 # warnings, BUGs and oopses with the stack trace of either architecture
 # (x86 "Call Trace:", arm64 "Call trace:"), the sanitizers, lockdep and
-# RCU reports, hung tasks, lockups, allocation failures and panics
+# RCU reports, hung tasks, lockups (of a CPU, a workqueue, a CSD lock),
+# allocation failures and panics
 NVG_SPLAT_RE='BUG:|WARNING:|Oops|Call [Tt]race:|kernel BUG|KASAN|UBSAN|KFENCE'
 NVG_SPLAT_RE+='|INFO: possible|possible circular locking|possible recursive locking'
 NVG_SPLAT_RE+='|INFO: lockdep|lock held|suspicious RCU usage|rcu: INFO|INFO: rcu'
 NVG_SPLAT_RE+='|hung_task|blocked for more than|soft lockup|hard LOCKUP'
 NVG_SPLAT_RE+='|page allocation failure|Unable to handle kernel|general protection fault'
-NVG_SPLAT_RE+='|Kernel panic|unreferenced object'
+NVG_SPLAT_RE+='|Kernel panic|unreferenced object|non-responsive CSD lock'
 
 nvg_log() {
 	printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2

@@ -25,6 +25,8 @@ failed=0
 skipped=0
 # "ARCH SUITE" of every suite that reported, for the check at the end
 reported=()
+# One line per test VM that ran again after an emulator stall
+retries=()
 
 # Add "pass fail skip" counts to the totals
 tally() {
@@ -99,7 +101,12 @@ check_all_reported() {
 }
 
 finish() {
+	local line
+
 	check_all_reported
+	for line in "${retries[@]}"; do
+		echo "$line"
+	done
 	echo "$passed passed, $failed failed, $skipped skipped"
 	[ "$failed" -eq 0 ]
 	exit
@@ -170,45 +177,92 @@ report_splats() {
 	echo "ok - no kernel splat in $1"
 }
 
-# A splat anywhere in the guest's console log fails the run.  The
-# negative controls show that the check finds one: a warning and a stack
-# dump that tests/control planted, each framed, must each make it report
-# (and the result is inverted); what they framed is left out of the check
-# of the rest of the log.
-splat_check() {
-	local arch=$1 log=$2 hits control ok=0 notok=0 framed
+# A splat anywhere in kernel log $1 (the console, or the records of
+# /dev/kmsg) fails the run.  The negative controls $2... show that the
+# check finds one: each is a splat that tests/control (or the nested
+# guest's init) planted, framed, which must make the check report (and
+# the result is inverted); what they framed is left out of the check of
+# the rest of the log.  A result per control and one for the rest, added
+# to $splat_ok and $splat_notok.
+splat_check_log() {
+	local log=$1 hits control framed
 
-	for control in warn stack; do
+	shift
+	for control in "$@"; do
 		framed=$(inside_control "$log" "$control")
 		if [ "$(grep -c "nvgrace_control: begin $control\$" "$log")" -ne 1 ] ||
 		   [ "$(grep -c "nvgrace_control: end $control\$" "$log")" -ne 1 ]; then
-			echo "not ok - negative control '$control' did not run once"
-			notok=$((notok + 1))
+			echo "not ok - negative control '$control' did not run once in $log"
+			splat_notok=$((splat_notok + 1))
 		elif grep -qE "$NVG_SPLAT_RE" <<<"$framed"; then
-			echo "ok - the splat check finds the '$control' planted by tests/control"
-			ok=$((ok + 1))
+			echo "ok - the splat check finds the '$control' planted in $log"
+			splat_ok=$((splat_ok + 1))
 		else
-			echo "not ok - the splat check misses the '$control'" \
-			     "planted by tests/control:"
+			echo "not ok - the splat check misses the '$control' planted in $log:"
 			sed 's/^/# /' <<<"$framed"
-			notok=$((notok + 1))
+			splat_notok=$((splat_notok + 1))
 		fi
 	done
 	hits=$(outside_controls "$log" | grep -E "$NVG_SPLAT_RE")
 	if report_splats "$log" "$hits"; then
-		ok=$((ok + 1))
+		splat_ok=$((splat_ok + 1))
 	else
-		notok=$((notok + 1))
+		splat_notok=$((splat_notok + 1))
 	fi
-	account "$arch" splat "$ok" "$notok" 0
+}
+
+# What is wrong with the records of /dev/kmsg in file $1 (section kmsg of
+# the test VM): their sequence numbers must run from 0 without a gap, and
+# the reader must have run until the VM stopped it (it stops when the
+# kernel overwrote records it had not read yet)
+kmsg_gaps() {
+	awk -F'[,;]' '/^[0-9]+,[0-9]+,/ {
+		if (n == 0 && $2 != 0)
+			print "the first record is " $2 ", not 0"
+		else if (n && $2 != last + 1)
+			print "records " last + 1 " to " $2 - 1 " are missing"
+		last = $2; n++
+	}
+	END { if (!n) print "no record" }' "$1"
+	grep -q '^kmsg reader: running until stopped$' "$1" ||
+		echo "the reader did not run to the end: $(grep '^kmsg reader:' "$1")"
+}
+
+# The splat check of the test VM: its console log $2 (less the section
+# kmsg, and the nested guest's console that the nested test copies, which
+# has a check of its own), and the whole kernel log as /dev/kmsg gave it
+# (section kmsg, kept as ${2%.log}.kmsg), whose records reach no console
+# once the VM lowers the console level to print its results; the kernel
+# log must be complete, and no console may have dropped printk messages
+splat_check() {
+	local arch=$1 console=${2%.log}.console kmsg=${2%.log}.kmsg problems
+
+	splat_ok=0
+	splat_notok=0
+	sed -e '/^=== NVG-BEGIN \(kmsg\|nested\|nested-console\) ===$/,/^=== NVG-END \(kmsg\|nested\|nested-console\) ===$/d' \
+	    -e '/^NVG-LIVE nested: /d' "$2" >"$console"
+	splat_check_log "$console" warn stack
+	nvg_section "$2" kmsg >"$kmsg"
+	splat_check_log "$kmsg" warn stack
+	problems=$(kmsg_gaps "$kmsg"
+		   grep -h 'printk messages dropped' "$console" "$kmsg")
+	if [ -z "$problems" ]; then
+		echo "ok - the kernel log of /dev/kmsg is complete, and no console dropped a message"
+		splat_ok=$((splat_ok + 1))
+	else
+		echo "not ok - the kernel log is not complete:"
+		sed 's/^/# /' <<<"$problems"
+		splat_notok=$((splat_notok + 1))
+	fi
+	account "$arch" splat "$splat_ok" "$splat_notok" 0
 }
 
 # The nested guest's console (arm64): kept as nested.log in the VM's log
-# folder, and checked for kernel splats like the test machine's own.  It
-# has no negative controls of its own: the same expression found those of
-# the test machine.
+# folder, and checked for kernel splats like the test machine's own, with
+# a negative control of its own (nested_init.c plants a warning with
+# LKDTM, framed as tests/control frames its own): two results
 nested_splat_check() {
-	local arch=$1 vm=$2 hits
+	local arch=$1 vm=$2
 
 	nvg_section "$vm/test.log" nested-console >"$vm/nested.log"
 	if [ ! -s "$vm/nested.log" ]; then
@@ -216,12 +270,10 @@ nested_splat_check() {
 		reported+=("$arch nested-splat")
 		return
 	fi
-	hits=$(grep -nE "$NVG_SPLAT_RE" "$vm/nested.log")
-	if report_splats "$vm/nested.log" "$hits"; then
-		account "$arch" nested-splat 1 0 0
-	else
-		account "$arch" nested-splat 0 1 0
-	fi
+	splat_ok=0
+	splat_notok=0
+	splat_check_log "$vm/nested.log" warn
+	account "$arch" nested-splat "$splat_ok" "$splat_notok" 0
 }
 
 # The number after "$1: " in the summary line $2, 0 when absent
@@ -306,6 +358,16 @@ tap_results() {
 		"$(grep -c '^not ok ' <<<"$out")" 0
 }
 
+# Section $3 of log $2 must end with "exit status 0", or have a failure
+# (which makes the status non-zero): a program that stopped early fails
+exit_line() {
+	local out
+
+	out=$(nvg_section "$2" "$3")
+	grep -qx 'exit status 0' <<<"$out" || grep -q '^not ok ' <<<"$out" ||
+		fail "$3 ($1) ended with '$(grep '^exit status' <<<"$out" | tail -n1)' and no failure"
+}
+
 # The kernel lines that the deployment guide's checked blocks $2... quote
 # (the time in "GPU memory ready after N ms" varies) must each be in the
 # console log $1: a TAP line each.  The log is read once, not piped into
@@ -373,6 +435,21 @@ guide_results() {
 		"$(grep -c '^not ok ' <<<"$out")" 0
 }
 
+# ": " and the watchdog's verdict on the test VM of folder $1, if it gave one
+vm_verdict() {
+	[ -f "$1/test.verdict" ] && echo ": $(cat "$1/test.verdict")"
+}
+
+# What the test VM of console log $1, which did not finish, printed: its
+# last lines, and the results that each section had streamed
+unfinished_vm() {
+	tail -n 60 "$1"
+	echo "# results streamed before the VM stopped:"
+	sed -n 's/^NVG-LIVE \([a-z0-9-]*\): \(not \)\{0,1\}ok .*/\1 \2/p' "$1" |
+		awk '{ n[$1]++; if ($2 == "not") bad[$1]++ }
+		     END { for (s in n) printf "#   %s: %d, %d not ok\n", s, n[s], bad[s] }'
+}
+
 # Build, boot and test one architecture
 test_arch() {
 	local arch=$1 vm=$NVG_CACHE/out-$1/vm
@@ -386,10 +463,12 @@ test_arch() {
 	# less in the slower arm64 guest
 	if ! NVG_ARCH=$arch NVGRACE_FUZZ_OPS=${NVG_FUZZ_OPS[$arch]} \
 	     "$NVG_REPO/tests/vm/run-vm.sh" test; then
-		fail "$arch: the test VM did not finish"
-		[ -f "$vm/test.log" ] && tail -n 60 "$vm/test.log"
+		fail "$arch: the test VM did not finish$(vm_verdict "$vm")"
+		[ -f "$vm/test.log" ] && unfinished_vm "$vm/test.log"
 		return
 	fi
+	[ -f "$vm/test.retry" ] &&
+		retries+=("$arch: the test VM ran twice, after an emulator stall: $(cat "$vm/test.retry")")
 	splat_check "$arch" "$vm/test.log"
 	kunit_results "$arch" "$vm/test.log" "$vm"
 	kselftest_results "$arch" "$vm/test.log" "$vm" kselftest
@@ -404,6 +483,7 @@ test_arch() {
 		tap_results "$arch" "$vm/test.log" qemu
 	else
 		tap_results "$arch" "$vm/test.log" nested
+		exit_line "$arch" "$vm/test.log" nested
 		nested_splat_check "$arch" "$vm"
 	fi
 	guide_results "$arch" "$vm"

@@ -11,6 +11,9 @@
  *		"Call trace:" on arm64)
  *	leak	allocate objects and drop every pointer to them, for kmemleak
  *		to report once they are older than its minimum age
+ *	spin	spin forever on every CPU with interrupts off: the stall that
+ *		the silence watchdog of tests/vm/supervise.py must catch and
+ *		tell from an emulator stall (run-vm.sh stall, by hand)
  * The output of warn and stack is framed by the lines
  * "nvgrace_control: begin WORD" and "nvgrace_control: end WORD", so that
  * the rig can tell the planted splat from any other.
@@ -22,6 +25,7 @@
 #include <linux/module.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
+#include <linux/smp.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -62,6 +66,19 @@ static noinline void nvgrace_control_leak(void)
 		CONTROL_LEAKS, CONTROL_LEAK_SIZE);
 }
 
+static void nvgrace_control_spin_here(void *unused)
+{
+	for (;;)
+		cpu_relax();
+}
+
+static noinline void nvgrace_control_spin(void)
+{
+	pr_info("nvgrace_control: spinning on every CPU with interrupts off\n");
+	/* The other CPUs spin in the IPI, this one after sending it */
+	on_each_cpu(nvgrace_control_spin_here, NULL, false);
+}
+
 static ssize_t control_write(struct file *file, const char __user *ubuf,
 			     size_t count, loff_t *ppos)
 {
@@ -79,6 +96,8 @@ static ssize_t control_write(struct file *file, const char __user *ubuf,
 		nvgrace_control_stack();
 	else if (sysfs_streq(buf, "leak"))
 		nvgrace_control_leak();
+	else if (sysfs_streq(buf, "spin"))
+		nvgrace_control_spin();
 	else
 		return -EINVAL;
 	return count;

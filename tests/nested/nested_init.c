@@ -288,6 +288,35 @@ static int run(void)
 	return writer;
 }
 
+/* One line of @text into the kernel log */
+static void klog(const char *text)
+{
+	int fd = open("/dev/kmsg", O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, text, strlen(text)) < 0)
+			say("cannot write the kernel log: %s\n", strerror(errno));
+		close(fd);
+	}
+}
+
+/*
+ * The negative control of the splat check of this guest's console
+ * (tests/run-tests.sh): a warning from LKDTM, framed by the lines that
+ * tests/control frames its own with in the test machine
+ */
+static void plant_warning(void)
+{
+	int fd = open("/sys/kernel/debug/provoke-crash/DIRECT", O_WRONLY);
+
+	klog("nvgrace_control: begin warn\n");
+	if (fd < 0 || write(fd, "WARNING", 7) != 7)
+		say("LKDTM did not warn: %s\n", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	klog("nvgrace_control: end warn\n");
+}
+
 int main(void)
 {
 	int boot;
@@ -295,9 +324,12 @@ int main(void)
 	mount("proc", "/proc", "proc", 0, NULL);
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 	setvbuf(stdout, NULL, _IONBF, 0);
 
 	boot = run();
+	if (boot == 1)
+		plant_warning();
 	say("done: %s\n", boot == 1 ? "first boot" :
 	    boot == 2 ? "boot after a reset" : "failed");
 	/* The test machine resets this guest or ends it; until then, wait */

@@ -1164,6 +1164,13 @@ TEST_F_TIMEOUT(gpu, concurrency, 300)
 /* A fuzzed feature ioctl may leave the device in low power: leave it */
 #define LOW_POWER_EXIT_OPS	4096	/* operations, not bytes */
 #define FUZZ_OPS		1000000	/* default of NVG_FUZZ_OPS */
+#define FUZZ_PROGRESS_OPS	1024	/* how often to look at the clock */
+#define FUZZ_PROGRESS_SECONDS	60
+/*
+ * NVG_FUZZ_TIMEOUT, the harness's bound on each fuzz test in seconds, comes
+ * from the build (tests/vm/run-vm.sh): it grows with the operations that
+ * the run asks for
+ */
 
 struct fuzz {
 	int fd;
@@ -1450,7 +1457,7 @@ static void run_fuzz(struct __test_metadata *_metadata, int fd,
 	__u64 seed = env_ulong("NVG_FUZZ_SEED", 0);
 	size_t page = page_size(), buf_span = (FUZZ_BUF + page - 1) & ~(page - 1);
 	struct fuzz f = { .fd = fd, .len = len, .bar = bar };
-	double start = nvg_now();
+	double start = nvg_now(), progress = start;
 	unsigned int op;
 	__u8 *area;
 	/* The guest may have no clock: the boot time in ns varies too */
@@ -1475,6 +1482,13 @@ static void run_fuzz(struct __test_metadata *_metadata, int fd,
 	f.buf = area + buf_span - FUZZ_BUF;
 
 	for (f.ops = 0; f.ops < ops && !f.err[0]; f.ops++) {
+		/* A line a minute tells a slow run from a stuck one */
+		if (!(f.ops % FUZZ_PROGRESS_OPS) &&
+		    nvg_now() - progress >= FUZZ_PROGRESS_SECONDS) {
+			progress = nvg_now();
+			TH_LOG("%lu operations (%lu with a known outcome) in %.0f s",
+			       f.ops, f.checked, progress - start);
+		}
 		op = rnd_below(&f.rng, 1000);
 		if (op < 700)
 			fuzz_rw(&f);
@@ -1498,7 +1512,7 @@ static void run_fuzz(struct __test_metadata *_metadata, int fd,
 	munmap(area, buf_span + page);
 }
 
-TEST_F_TIMEOUT(gpu, fuzz, 86400)
+TEST_F_TIMEOUT(gpu, fuzz, NVG_FUZZ_TIMEOUT)
 {
 	run_fuzz(_metadata, self->fd, mem_len, bar_size,
 		 env_ulong("NVG_FUZZ_OPS", FUZZ_OPS));
@@ -1535,7 +1549,7 @@ FIXTURE_TEARDOWN(big)
 	nvg_close(&self->dev);
 }
 
-TEST_F_TIMEOUT(big, fuzz, 86400)
+TEST_F_TIMEOUT(big, fuzz, NVG_FUZZ_TIMEOUT)
 {
 	run_fuzz(_metadata, self->dev.device_fd, gh200_len, gh200_bar,
 		 env_ulong("NVG_FUZZ_OPS", FUZZ_OPS) / 10);

@@ -5,12 +5,14 @@
 # look like Grace Hopper GPUs (tests/vm/gh200.asl), and run one job in it.
 #
 # Usage: [NVG_ARCH=arm64] [NVGRACE_QEMU_CPU=model] run-vm.sh MODE
-#	MODE is "test", "demo", "bench", "fuzz", "guide" or, on arm64,
-#	"nested" (see tests/vm/init); on x86_64,
+#	MODE is "test", "demo", "bench", "fuzz", "guide", "stall" or, on
+#	arm64, "nested" (see tests/vm/init); on x86_64,
 #	NVGRACE_QEMU_CPU replaces the CPU model "max"
 #
-# The console log goes to $NVG_OUT/vm/MODE.log, QEMU's peak RSS (KiB) to
-# $NVG_OUT/vm/MODE.rss.  The VM runs under TCG: q35 with an Intel vIOMMU on
+# The console log goes to $NVG_OUT/vm/MODE.log, the arrival of each of its
+# lines to MODE.times, QEMU's peak RSS (KiB) to MODE.rss, and when the VM
+# stalls, the watchdog's verdict and evidence to MODE.verdict and
+# MODE.watchdog (tests/vm/supervise.py).  The VM runs under TCG: q35 with an Intel vIOMMU on
 # x86_64, virt with SMMUv3 and UEFI on arm64.  13 GiB at 4 GiB of its RAM
 # is kept from the guest kernel: it holds the GPU memory of the small
 # devices, with unused RAM between the ranges for the guard areas that
@@ -24,7 +26,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|guide|nested}
+MODE=${1:?usage: run-vm.sh test|demo|bench|fuzz|guide|nested|stall}
 VM=$NVG_OUT/vm
 TIMEOUT=${NVGRACE_VM_TIMEOUT:-$NVG_VM_TIMEOUT}
 
@@ -38,12 +40,22 @@ STANDINS+=(-device pcie-root-port,id=rp0,chassis=1,addr=0d.0
 # Functions whose probe fails before BAR0 matters, and one whose BAR0 is
 # too small: pci-testdev has a 4 KiB one
 STANDINS+=(-device pci-testdev,addr=0e.0 -device pci-testdev,addr=0f.0)
-# The fuzzer's operation count and seed, when given (tests/run-fuzz.sh)
-FUZZ_ARGS=
-[ -n "${NVGRACE_FUZZ_OPS:-}" ] && FUZZ_ARGS+=" nvgrace.fuzz_ops=$NVGRACE_FUZZ_OPS"
-[ -n "${NVGRACE_FUZZ_SEED:-}" ] && FUZZ_ARGS+=" nvgrace.fuzz_seed=$NVGRACE_FUZZ_SEED"
+# The options of the mode: the fuzzer's operation count and seed, when
+# given (tests/run-fuzz.sh)
+MODE_ARGS=
+[ -n "${NVGRACE_FUZZ_OPS:-}" ] && MODE_ARGS+=" nvgrace.fuzz_ops=$NVGRACE_FUZZ_OPS"
+[ -n "${NVGRACE_FUZZ_SEED:-}" ] && MODE_ARGS+=" nvgrace.fuzz_seed=$NVGRACE_FUZZ_SEED"
+# How the stall mode stalls: spin (default) or idle (tests/vm/init)
+[ "$MODE" = stall ] && MODE_ARGS+=" nvgrace.stall=${NVGRACE_STALL:-spin}"
 KERNEL_ARGS="panic=-1 oops=panic vfio_iommu_type1.allow_unsafe_interrupts=1"
 KERNEL_ARGS+=" iommufd.allow_unsafe_interrupts=1"
+# What a stopped CPU needs reported: the CSD-lock watchdog (on, at the RCU
+# stall timeout rather than 5 s), every CPU's backtrace with a lockup
+# report; and for tests/vm/supervise.py, the symbols of System.map at
+# their addresses (no KASLR)
+KERNEL_ARGS+=" csdlock_debug=1 smp.csd_lock_timeout=21000"
+KERNEL_ARGS+=" softlockup_all_cpu_backtrace=1 hardlockup_all_cpu_backtrace=1"
+KERNEL_ARGS+=" nokaslr"
 
 # The real-sized GPUs of gh200.asl, as base:size of their memory: GH200,
 # GB200 and its second GPU 2 TiB higher, GB300
@@ -108,6 +120,8 @@ x86_64)
 		-nic none -device intel-iommu,aw-bits=48 "${STANDINS[@]}")
 	KERNEL_ARGS+=" console=ttyS0 memmap=13G\$4G intel_iommu=on"
 	KERNEL_ARGS+=" nvgrace.page_size=4096"
+	# The watchdog's NMI: panic, with every CPU's backtrace
+	KERNEL_ARGS+=" unknown_nmi_panic panic_print=0x40"
 	;;
 arm64 | arm64-4k)
 	# virt with SMMUv3 and GICv3 (ITS), booted by UEFI with ACPI (on,
@@ -135,6 +149,9 @@ build_userland() {
 	local sel=$NVG_REPO/tests/selftests cc=${NVG_CROSS}gcc cflags
 
 	cflags="-static -O2 -Wall -Werror -I$NVG_OUT/usr/include"
+	# The fuzz tests' bound: 10 minutes, and a second per 500 operations
+	# (with the host loaded, x86_64 did 3900 a second, arm64 1400)
+	cflags+=" -DNVG_FUZZ_TIMEOUT=$((600 + ${NVGRACE_FUZZ_OPS:-1000000} / 500))"
 	mkdir -p "$VM/root/bin"
 	# shellcheck disable=SC2086
 	$cc $cflags -pthread -I"$NVG_KSRC/tools/testing/selftests" \
@@ -289,44 +306,46 @@ build_rootfs() {
 	(cd "$VM/root" && find . | cpio -o -H newc --quiet) >"$VM/rootfs.cpio"
 }
 
+# run_qemu MODE INITRD LOG: boot the VM for MODE under tests/vm/supervise.py,
+# which copies the console to LOG and stops a VM whose console stays silent
+# (or shows only the guest's heartbeats and kernel lines) for too long, after
+# asking QEMU's monitor and the guest what each CPU does; its verdict line
+# goes to ${LOG%.log}.verdict, the evidence to ${LOG%.log}.watchdog.  A stall
+# that it finds to be the emulator's (guest time stopped, every vCPU idle)
+# is run once more, and ${LOG%.log}.retry then holds its verdict.
 run_qemu() {
-	local mode=$1 initrd=$2 log=$3 extra=()
+	local mode=$1 initrd=$2 log=$3 base=${3%.log} extra=() status try
 
 	# q35 takes the SSDT on the command line; virt refuses -acpitable
 	if [ "$NVG_ARCH" = x86_64 ]; then
 		extra=(-acpitable file="$VM/gh200.aml")
 	fi
-	peak_rss_without_thp "${log%.log}.rss" \
-		timeout "$TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
-		-kernel "$NVG_OUT/$NVG_IMAGE" -initrd "$initrd" \
-		-append "$KERNEL_ARGS nvgrace.mode=$mode $FUZZ_ARGS" \
-		</dev/null >"$log" 2>&1 ||
-		nvg_die "QEMU failed or timed out (mode $mode), see $log"
-	tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
-	nvg_log "QEMU's peak RSS: $(($(cat "${log%.log}.rss") >> 10)) MiB"
-}
-
-# Run "$@" with transparent huge pages off, and write its peak RSS (KiB,
-# its children's included) to file $1.  QEMU asks for huge pages on all
-# guest RAM: a guest touching one byte of a sparse DIMM would then cost
-# 2 MiB of host memory (a few thousand such touches and the host runs out),
-# where without them it costs a page.
-peak_rss_without_thp() {
-	python3 - "$@" <<'PY'
-import ctypes, os, sys
-
-PR_SET_THP_DISABLE = 41
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0):
-    sys.exit('prctl(PR_SET_THP_DISABLE): ' + os.strerror(ctypes.get_errno()))
-pid = os.fork()
-if not pid:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], 'w') as f:
-    f.write('%d\n' % usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
-PY
+	rm -f "$base.retry"
+	for try in 1 2; do
+		rm -f "$VM/monitor.sock"
+		status=0
+		python3 "$NVG_REPO/tests/vm/supervise.py" --arch "$NVG_ARCH" \
+			--log "$log" --rss "$base.rss" --report "$base.watchdog" \
+			--verdict "$base.verdict" --monitor "$VM/monitor.sock" \
+			--system-map "$NVG_OUT/System.map" --timeout "$TIMEOUT" \
+			--silence "$NVG_VM_SILENCE" --stuck "$NVG_VM_STUCK" -- \
+			"$QEMU" "${QEMU_ARGS[@]}" "${extra[@]}" \
+			-serial mon:stdio \
+			-monitor "unix:$VM/monitor.sock,server=on,wait=off" \
+			-kernel "$NVG_OUT/$NVG_IMAGE" -initrd "$initrd" \
+			-append "$KERNEL_ARGS nvgrace.mode=$mode $MODE_ARGS" \
+			|| status=$?
+		tr -d '\r' <"$log" >"$log.tmp" && mv "$log.tmp" "$log"
+		[ "$status" -eq 3 ] && [ "$try" -eq 1 ] || break
+		nvg_log "$(cat "$base.verdict"); running the VM once more"
+		cp "$base.verdict" "$base.retry"
+		cp "$log" "$base.stalled.log"
+	done
+	[ "$status" -eq 0 ] || {
+		[ -f "$base.verdict" ] && nvg_log "$(cat "$base.verdict")"
+		nvg_die "QEMU failed or was stopped (mode $mode, status $status), see $log"
+	}
+	nvg_log "QEMU's peak RSS: $(($(cat "$base.rss") >> 10)) MiB"
 }
 
 # QEMU's q35 DSDT has revision 1, which makes ACPI integers 32 bits wide and

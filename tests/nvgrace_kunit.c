@@ -22,6 +22,17 @@
 
 /* ---- Splitting the GPU memory ---- */
 
+/*
+ * The causes of a refused split, as the probe failure prints them (the
+ * deployment guide quotes those lines)
+ */
+#define C_ZERO	"GPU memory size is 0: the chip-to-chip link is down"
+#define C_ALIGN	"GPU memory base is not page aligned"
+#define C_WRAP	"GPU memory range overflows the address space"
+#define C_512M	"GPU memory is smaller than 512 MiB"
+#define C_1G5	"GPU memory is smaller than 1.5 GiB"
+#define C_BAR	"GPU memory needs a BAR larger than a VFIO region (1 TiB)"
+
 struct nvgrace_split_case {
 	const char *name;
 	u64 base;
@@ -31,15 +42,22 @@ struct nvgrace_split_case {
 	u64 usemem_bar;
 	u64 resmem_len;
 	u64 resmem_bar;
+	const char *cause;
 };
 
 static const struct nvgrace_split_case nvgrace_split_cases[] = {
-	{ "size 0: link down", 0x100000000, 0, -ENODEV },
-	{ "size 0 wins over a bad base", 0x100000001, 0, -ENODEV },
-	{ "512 MiB", 0x100000000, SZ_512M, -EINVAL },
-	{ "exactly 1 GiB", 0x100000000, SZ_1G, -EINVAL },
-	{ "1 GiB + 1 byte", 0x100000000, SZ_1G + 1, -EINVAL },
-	{ "1.5 GiB - 1 byte", 0x100000000, 0x5fffffff, -EINVAL },
+	{ "size 0: link down", 0x100000000, 0, -ENODEV,
+	  .cause = C_ZERO },
+	{ "size 0 wins over a bad base", 0x100000001, 0, -ENODEV,
+	  .cause = C_ZERO },
+	{ "512 MiB", 0x100000000, SZ_512M, -EINVAL,
+	  .cause = C_1G5 },
+	{ "exactly 1 GiB", 0x100000000, SZ_1G, -EINVAL,
+	  .cause = C_1G5 },
+	{ "1 GiB + 1 byte", 0x100000000, SZ_1G + 1, -EINVAL,
+	  .cause = C_1G5 },
+	{ "1.5 GiB - 1 byte", 0x100000000, 0x5fffffff, -EINVAL,
+	  .cause = C_1G5 },
 	{ "exactly 1.5 GiB", 0x100000000, 0x60000000, 0,
 	  0x20000000, 0x20000000, 0x40000000, 0x40000000 },
 	{ "1.5 GiB + 1 page", 0x100000000, 0x60001000, 0,
@@ -56,17 +74,25 @@ static const struct nvgrace_split_case nvgrace_split_cases[] = {
 	  0x17a0000000, 0x2000000000, 0x40300000, 0x80000000 },
 	{ "base 0", 0, 0x60000000, 0,
 	  0x20000000, 0x20000000, 0x40000000, 0x40000000 },
-	{ "base not page aligned", 0x100000800, 0x80000000, -EINVAL },
-	{ "base one byte past a page", 0x100001001, 0x80000000, -EINVAL },
+	{ "base not page aligned", 0x100000800, 0x80000000, -EINVAL,
+	  .cause = C_ALIGN },
+	{ "base one byte past a page", 0x100001001, 0x80000000, -EINVAL,
+	  .cause = C_ALIGN },
 	{ "usemem BAR of 1 TiB, a whole VFIO region", 0x10000000000,
 	  0x10040000000, 0,
 	  0x10000000000, 0x10000000000, 0x40000000, 0x40000000 },
-	{ "usemem BAR past 1 TiB", 0x10000000000, 0x10040001000, -EOVERFLOW },
-	{ "2^63 exactly", 0, BIT_ULL(63), -EOVERFLOW },
-	{ "2^63 + 1", 0, BIT_ULL(63) + 1, -EOVERFLOW },
-	{ "size U64_MAX", 0, U64_MAX, -EOVERFLOW },
-	{ "base + size wraps", 0xffffffffc0000000, 0x80000000, -EOVERFLOW },
-	{ "end exactly at 2^64", 0xffffffff80000000, 0x80000000, -EOVERFLOW },
+	{ "usemem BAR past 1 TiB", 0x10000000000, 0x10040001000, -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "2^63 exactly", 0, BIT_ULL(63), -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "2^63 + 1", 0, BIT_ULL(63) + 1, -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "size U64_MAX", 0, U64_MAX, -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "base + size wraps", 0xffffffffc0000000, 0x80000000, -EOVERFLOW,
+	  .cause = C_WRAP },
+	{ "end exactly at 2^64", 0xffffffff80000000, 0x80000000, -EOVERFLOW,
+	  .cause = C_WRAP },
 	{ "end just below 2^64", 0xffffffff00000000, 0x80000000, 0,
 	  0x40000000, 0x40000000, 0x40000000, 0x40000000 },
 };
@@ -85,7 +111,7 @@ static void nvgrace_test_split(struct kunit *test)
 	ret = nvgrace_mem_split(c->base, c->size, true, &layout, &cause);
 	KUNIT_ASSERT_EQ(test, ret, c->ret);
 	if (ret) {
-		KUNIT_EXPECT_NOT_NULL(test, cause);
+		KUNIT_EXPECT_STREQ(test, cause, c->cause);
 		return;
 	}
 
@@ -118,11 +144,14 @@ struct nvgrace_split_whole_case {
 	u64 size;
 	int ret;
 	u64 usemem_bar;
+	const char *cause;
 };
 
 static const struct nvgrace_split_whole_case nvgrace_split_whole_cases[] = {
-	{ "size 0: link down", 0x100000000, 0, -ENODEV },
-	{ "512 MiB - 1 page", 0x100000000, 0x1ffff000, -EINVAL },
+	{ "size 0: link down", 0x100000000, 0, -ENODEV,
+	  .cause = C_ZERO },
+	{ "512 MiB - 1 page", 0x100000000, 0x1ffff000, -EINVAL,
+	  .cause = C_512M },
 	{ "exactly 512 MiB", 0x100000000, SZ_512M, 0, SZ_512M },
 	{ "exactly 1 GiB", 0x100000000, SZ_1G, 0, SZ_1G },
 	{ "exactly 1.5 GiB: no carve-out", 0x100000000, 0x60000000, 0,
@@ -135,11 +164,16 @@ static const struct nvgrace_split_whole_case nvgrace_split_whole_cases[] = {
 	{ "288 GiB (GB300)", 0x400000000000, 0x4800000000, 0, 0x8000000000 },
 	{ "exactly 1 TiB: a whole VFIO region", 0x10000000000, 0x10000000000,
 	  0, 0x10000000000 },
-	{ "1 TiB + 1 page", 0x10000000000, 0x10000001000, -EOVERFLOW },
-	{ "2^63 exactly", 0, BIT_ULL(63), -EOVERFLOW },
-	{ "2^63 + 1", 0, BIT_ULL(63) + 1, -EOVERFLOW },
-	{ "base not page aligned", 0x100000800, 0x80000000, -EINVAL },
-	{ "base + size wraps", 0xffffffffc0000000, 0x80000000, -EOVERFLOW },
+	{ "1 TiB + 1 page", 0x10000000000, 0x10000001000, -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "2^63 exactly", 0, BIT_ULL(63), -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "2^63 + 1", 0, BIT_ULL(63) + 1, -EOVERFLOW,
+	  .cause = C_BAR },
+	{ "base not page aligned", 0x100000800, 0x80000000, -EINVAL,
+	  .cause = C_ALIGN },
+	{ "base + size wraps", 0xffffffffc0000000, 0x80000000, -EOVERFLOW,
+	  .cause = C_WRAP },
 	{ "end just below 2^64", 0xffffffff00000000, 0x80000000, 0,
 	  0x80000000 },
 };
@@ -157,7 +191,7 @@ static void nvgrace_test_split_whole(struct kunit *test)
 	ret = nvgrace_mem_split(c->base, c->size, false, &layout, &cause);
 	KUNIT_ASSERT_EQ(test, ret, c->ret);
 	if (ret) {
-		KUNIT_EXPECT_NOT_NULL(test, cause);
+		KUNIT_EXPECT_STREQ(test, cause, c->cause);
 		return;
 	}
 

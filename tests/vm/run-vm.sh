@@ -12,8 +12,8 @@
 # The console log goes to $NVG_OUT/vm/MODE.log, the arrival of each of its
 # lines to MODE.times, QEMU's peak RSS (KiB) to MODE.rss, and when the VM
 # stalls, the watchdog's verdict and evidence to MODE.verdict and
-# MODE.watchdog (tests/vm/supervise.py).  The VM runs under TCG: q35 with an Intel vIOMMU on
-# x86_64, virt with SMMUv3 and UEFI on arm64.  13 GiB at 4 GiB of its RAM
+# MODE.watchdog (tests/vm/supervise.py).  The VM runs under TCG: q35 with
+# an Intel vIOMMU on x86_64, virt with SMMUv3 and UEFI on arm64.  13 GiB at 4 GiB of its RAM
 # is kept from the guest kernel: it holds the GPU memory of the small
 # devices, with unused RAM between the ranges for the guard areas that
 # tests/guard fills and checks.  The memory of the real-sized GPUs is

@@ -58,6 +58,13 @@ RESULT = re.compile(r'(?:not )?ok \d+ .*')
 KERNEL_LINE = re.compile(r'\[\s*\d+\.\d+\]')
 ESCAPE = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]|\r')
 PROMPT = b'(qemu) '
+# Why the watchdog stopped the VM: what ran out, and what a guest whose
+# time still runs was doing
+WHY = {
+    'silence': ('of silence', 'no CPU reaches user space'),
+    'stuck': ('of heartbeats and kernel lines only', 'a test is stuck'),
+    'timeout': ('of running, its time limit', 'its job did not end in time'),
+}
 # Where an idle arm64 CPU waits for an interrupt (its WFI)
 ARM64_IDLE = ('cpu_do_idle', 'arch_cpu_idle', 'default_idle_call')
 
@@ -88,26 +95,26 @@ class Symbols:
     """The kernel's text symbols, from its System.map"""
 
     def __init__(self, path):
-        self.addrs, self.names, self.data = [], [], {}
+        self.address = {}
+        text = []
         try:
             with open(path) as f:
                 for line in f:
                     addr, kind, name = line.split()[:3]
+                    self.address[name] = int(addr, 16)
                     if kind in 'tTwW':
-                        self.addrs.append(int(addr, 16))
-                        self.names.append(name)
-                    self.data[name] = int(addr, 16)
+                        text.append((int(addr, 16), name))
         except OSError:
             pass
-        order = sorted(range(len(self.addrs)), key=self.addrs.__getitem__)
-        self.addrs = [self.addrs[i] for i in order]
-        self.names = [self.names[i] for i in order]
+        text.sort()
+        self.addrs = [addr for addr, _ in text]
+        self.names = [name for _, name in text]
 
     def lookup(self, addr):
         """The symbol of the kernel image's text that holds @addr, and its
         start; None outside that text (a module's, say)"""
         i = bisect.bisect_right(self.addrs, addr) - 1
-        end = self.data.get('_etext', self.addrs[-1] if self.addrs else 0)
+        end = self.address.get('_etext', self.addrs[-1] if self.addrs else 0)
         if i < 0 or addr >= end:
             return None, 0
         return self.names[i], self.addrs[i]
@@ -342,7 +349,7 @@ def parse_registers(arch, text):
 
 
 def read_jiffies(vm, symbols):
-    addr = symbols.data.get('jiffies_64')
+    addr = symbols.address.get('jiffies_64')
     if addr is None:
         return None
     out = vm.monitor('x /1gx %#x' % addr)
@@ -377,8 +384,10 @@ def diagnose(vm, symbols, why, seconds):
             break
         if i == 0:
             vm.pump(5)
+    cpus = parse_registers(args.arch, snaps[0][0])
+    later = parse_registers(args.arch, snaps[-1][0])
     if args.arch == 'x86_64':
-        for cpu in range(len(parse_registers(args.arch, snaps[0][0]))):
+        for cpu in range(len(cpus)):
             rep.write('\n---- info lapic %d ----\n%s\n' %
                       (cpu, vm.monitor('info lapic %d' % cpu)))
 
@@ -395,8 +404,6 @@ def diagnose(vm, symbols, why, seconds):
         rep.write('\n---- the guest after SysRq l, w and the NMI ----\n')
         rep.write(f.read().decode('utf-8', 'replace'))
 
-    cpus = parse_registers(args.arch, snaps[0][0])
-    later = parse_registers(args.arch, snaps[-1][0])
     if snaps[0][0] is None:
         verdict = "QEMU's monitor did not answer: the emulator itself is stuck"
         status = EXIT_STALL
@@ -423,15 +430,11 @@ def diagnose(vm, symbols, why, seconds):
             verdict = 'guest time stopped with a vCPU busy: the guest is stuck'
             status = EXIT_STALL
         else:
-            verdict = 'guest time runs: %s' % (
-                'no CPU reaches user space' if why == 'silence'
-                else 'a test is stuck')
+            verdict = 'guest time runs: %s' % WHY[why][1]
             status = EXIT_STALL
         verdict += ' (%s; %s)' % (clock, ', '.join(descr) or 'no vCPU state')
-    line = 'watchdog: the %s VM stopped after %.0f s of %s, in %s: %s' % (
-        args.arch, seconds,
-        'silence' if why == 'silence' else 'heartbeats and kernel lines only',
-        where, verdict)
+    line = 'watchdog: the %s VM stopped after %.0f s %s, in %s: %s' % (
+        args.arch, seconds, WHY[why][0], where, verdict)
     rep.write('\n%s\n' % line)
     rep.close()
     with open(args.verdict, 'w') as f:
